@@ -1,0 +1,101 @@
+//! Engine errors: one variant per failed action, each with the user's next step in its message.
+
+use std::path::PathBuf;
+
+/// Whether retrying the same operation later can succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// A passing fault (network, backend busy, lock held): retry with backoff.
+    Temporary,
+    /// Retrying will not help until the input or the repository changes.
+    Permanent,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("invalid repository `{repository}`: {reason}")]
+    InvalidRepository { repository: String, reason: String },
+
+    #[error(
+        "no repository found at `{location}`: run `stash init -r {location}` to create one, or check the location and credentials"
+    )]
+    RepositoryNotFound {
+        location: String,
+        #[source]
+        source: Option<Box<rustic_core::RusticError>>,
+    },
+
+    #[error("repository at `{location}` already exists (config file present); refusing to initialize it again")]
+    RepositoryExists { location: String },
+
+    #[error("wrong password for repository `{location}`: no key in `keys/` opens with it; check RESTIC_PASSWORD / --password-file")]
+    WrongPassword { location: String },
+
+    #[error(
+        "no repository password given: set RESTIC_PASSWORD, RESTIC_PASSWORD_FILE or pass --password-file"
+    )]
+    MissingPassword,
+
+    #[error("failed to read password file `{path}`")]
+    ReadPasswordFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("failed to {action}")]
+    Repository {
+        action: &'static str,
+        #[source]
+        source: Box<rustic_core::RusticError>,
+    },
+
+    #[error("no snapshot matches `{spec}`{filter}")]
+    SnapshotNotFound { spec: String, filter: String },
+
+    #[error("invalid {option} pattern `{pattern}`")]
+    InvalidPattern {
+        option: &'static str,
+        pattern: String,
+        #[source]
+        source: globset::Error,
+    },
+
+    #[error("backup source `{path}` does not exist or cannot be read")]
+    SourceMissing {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("restore target `{path}`: {action}")]
+    RestoreTarget {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("invalid retention policy: {0}")]
+    InvalidRetention(String),
+
+    #[error("repository lock: {0}")]
+    Lock(String),
+}
+
+impl EngineError {
+    pub(crate) fn repository(action: &'static str) -> impl FnOnce(Box<rustic_core::RusticError>) -> Self {
+        move |source| Self::Repository { action, source }
+    }
+
+    /// Whether a retry can succeed without a change of input.
+    #[must_use]
+    pub fn retryable(&self) -> Retry {
+        match self {
+            // Backend faults dominate what reaches this arm (network, throttling, a busy
+            // server); the errors that retrying cannot fix have their own variants.
+            Self::Repository { .. } | Self::Lock(_) => Retry::Temporary,
+            _ => Retry::Permanent,
+        }
+    }
+}

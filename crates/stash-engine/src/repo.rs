@@ -1,0 +1,120 @@
+//! Opening and initialising repositories: the entry point every other operation goes through.
+
+use std::path::PathBuf;
+
+use rustic_core::{ConfigOptions, Credentials, KeyOptions, OpenStatus, Repository, RepositoryOptions};
+
+use crate::{EngineError, Password, Progress, RepositoryLocation};
+
+/// A handle on one repository: where it is, how to unlock it, and how to report progress.
+/// Cheap to clone; every operation opens the repository afresh, so a handle never holds
+/// stale index state between operations.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    location: RepositoryLocation,
+    password: Password,
+    cache_dir: Option<PathBuf>,
+    no_cache: bool,
+    progress: Progress,
+}
+
+/// Options of `init`.
+#[derive(Debug, Clone, Default)]
+pub struct InitOptions {
+    /// Repository format version: 2 (compressed, the default) or 1 (restic < 0.14 compatible).
+    pub version: Option<u32>,
+}
+
+impl Engine {
+    #[must_use]
+    pub fn new(location: RepositoryLocation, password: Password) -> Self {
+        Self { location, password, cache_dir: None, no_cache: false, progress: Progress::Hidden }
+    }
+
+    #[must_use]
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// Uses `dir` for the local cache of index and tree packs (restic's `--cache-dir`).
+    #[must_use]
+    pub fn with_cache_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.cache_dir = dir;
+        self
+    }
+
+    /// Disables the local cache (restic's `--no-cache`, Stash's `--enable-cache=false`).
+    #[must_use]
+    pub fn without_cache(mut self, no_cache: bool) -> Self {
+        self.no_cache = no_cache;
+        self
+    }
+
+    #[must_use]
+    pub fn location(&self) -> &RepositoryLocation {
+        &self.location
+    }
+
+    pub(crate) fn progress(&self) -> Progress {
+        self.progress
+    }
+
+    fn unopened(&self) -> Result<Repository<()>, EngineError> {
+        let backends = self.location.backend.to_backends().map_err(|source| EngineError::InvalidRepository {
+            repository: self.location.to_string(),
+            reason: source.display_log(),
+        })?;
+        let mut options = RepositoryOptions::default().no_cache(self.no_cache);
+        if let Some(dir) = &self.cache_dir {
+            options = options.cache_dir(dir.clone());
+        }
+        Repository::new_with_progress(&options, &backends, self.progress.bars())
+            .map_err(EngineError::repository("set up the repository backend"))
+    }
+
+    /// Opens the repository, telling a missing repository apart from a wrong password.
+    pub(crate) fn open(&self) -> Result<Repository<OpenStatus>, EngineError> {
+        let repo = self.unopened()?;
+        match repo.config_id() {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(EngineError::RepositoryNotFound { location: self.location.to_string(), source: None });
+            }
+            Err(source) => {
+                return Err(EngineError::RepositoryNotFound {
+                    location: self.location.to_string(),
+                    source: Some(source),
+                });
+            }
+        }
+        repo.open(&Credentials::password(self.password.expose())).map_err(|source| {
+            if source.is_incorrect_password() {
+                EngineError::WrongPassword { location: self.location.to_string() }
+            } else {
+                EngineError::Repository { action: "open the repository", source }
+            }
+        })
+    }
+
+    /// Creates a new repository; refuses to touch one that already exists.
+    pub fn init(&self, options: &InitOptions) -> Result<String, EngineError> {
+        let repo = self.unopened()?;
+        if matches!(repo.config_id(), Ok(Some(_))) {
+            return Err(EngineError::RepositoryExists { location: self.location.to_string() });
+        }
+        if let Some(version) = options.version
+            && !(1..=2).contains(&version)
+        {
+            return Err(EngineError::InvalidRepository {
+                repository: self.location.to_string(),
+                reason: format!("repository version {version} is not supported; use 1 or 2"),
+            });
+        }
+        let config = ConfigOptions::default().set_version(options.version.or(Some(2)));
+        let repo = repo
+            .init(&Credentials::password(self.password.expose()), &KeyOptions::default(), &config)
+            .map_err(EngineError::repository("initialize the repository"))?;
+        Ok(repo.config().id.to_hex().to_string())
+    }
+}

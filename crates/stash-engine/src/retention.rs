@@ -1,0 +1,123 @@
+//! `forget` with Stash's retention policy, and `prune`.
+//!
+//! Grouping follows restic's default (host + paths), which is what Stash gets by running
+//! `restic forget` without `--host`: `keepLast: 5` keeps five snapshots per host and path set.
+
+use rustic_core::{ForgetGroups, Grouped, KeepOptions, PruneOptions, SnapshotGroupCriterion, StringList};
+use serde::Serialize;
+
+use crate::snapshots::SnapshotInfo;
+use crate::{Engine, EngineError, SnapshotFilter};
+
+/// Stash's `retentionPolicy` (v1alpha1 RetentionPolicy), minus `name` and `prune`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    pub keep_last: Option<u32>,
+    pub keep_hourly: Option<u32>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+    pub keep_yearly: Option<u32>,
+    pub keep_tags: Vec<String>,
+}
+
+impl RetentionPolicy {
+    /// True when no rule is set; Stash then does not run forget at all.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    fn keep_options(&self) -> Result<KeepOptions, EngineError> {
+        let count = |name: &str, n: Option<u32>| -> Result<Option<i32>, EngineError> {
+            n.map(|n| {
+                i32::try_from(n).map_err(|_| EngineError::InvalidRetention(format!("{name} {n} is too large")))
+            })
+            .transpose()
+        };
+        let mut keep = KeepOptions::default()
+            .keep_last(count("keepLast", self.keep_last)?)
+            .keep_hourly(count("keepHourly", self.keep_hourly)?)
+            .keep_daily(count("keepDaily", self.keep_daily)?)
+            .keep_weekly(count("keepWeekly", self.keep_weekly)?)
+            .keep_monthly(count("keepMonthly", self.keep_monthly)?)
+            .keep_yearly(count("keepYearly", self.keep_yearly)?);
+        if !self.keep_tags.is_empty() {
+            let tags: StringList = self.keep_tags.join(",").parse().map_err(|_| {
+                EngineError::InvalidRetention(format!("keepTags {:?} are not valid tags", self.keep_tags))
+            })?;
+            keep = keep.keep_tags(vec![tags]);
+        }
+        Ok(keep)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ForgetReport {
+    pub keep: Vec<SnapshotInfo>,
+    pub remove: Vec<SnapshotInfo>,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneReport {
+    pub packs_removed: u64,
+    pub packs_repacked: u64,
+    pub bytes_removed: u64,
+    pub dry_run: bool,
+}
+
+impl Engine {
+    /// Removes the snapshots `policy` does not keep, among those matching `filter`.
+    pub fn forget(&self, policy: &RetentionPolicy, filter: &SnapshotFilter, dry_run: bool) -> Result<ForgetReport, EngineError> {
+        if policy.is_empty() {
+            return Err(EngineError::InvalidRetention(
+                "no keep rule given: set at least one of keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly, keepYearly, keepTags".into(),
+            ));
+        }
+        let keep = policy.keep_options()?;
+        let repo = self.open()?;
+        let snapshots = repo
+            .get_matching_snapshots(|s| filter.matches(s))
+            .map_err(EngineError::repository("list snapshots"))?;
+        let criterion: SnapshotGroupCriterion =
+            "host,paths".parse().expect("`host,paths` is a valid grouping criterion");
+        let grouped = Grouped::from_items(snapshots, criterion);
+        let now = jiff::Zoned::now();
+        let groups = ForgetGroups::from_grouped_snapshots_with_retention(grouped, &keep, &now)
+            .map_err(EngineError::repository("apply the retention policy"))?;
+
+        let mut report = ForgetReport { keep: Vec::new(), remove: Vec::new(), dry_run };
+        for group in &groups.0 {
+            for item in &group.items {
+                let info = SnapshotInfo::from(&item.snapshot);
+                if item.keep { report.keep.push(info) } else { report.remove.push(info) }
+            }
+        }
+        let ids = groups.into_forget_ids();
+        if !dry_run && !ids.is_empty() {
+            repo.delete_snapshots(&ids).map_err(EngineError::repository("remove forgotten snapshots"))?;
+        }
+        Ok(report)
+    }
+
+    /// Removes data no snapshot references any more.
+    pub fn prune(&self, dry_run: bool) -> Result<PruneReport, EngineError> {
+        let repo = self.open()?;
+        // Delete unreferenced packs at once instead of after restic's two-phase grace period:
+        // stash-rs holds an exclusive lock while pruning, like restic.
+        let options = PruneOptions::default().instant_delete(true);
+        let plan = repo.prune_plan(&options).map_err(EngineError::repository("plan the prune"))?;
+        let stats = &plan.stats;
+        let report = PruneReport {
+            packs_removed: stats.packs_to_delete.remove,
+            packs_repacked: stats.packs.repack,
+            bytes_removed: stats.size_to_delete.remove + stats.size_sum().repackrm,
+            dry_run,
+        };
+        if !dry_run {
+            repo.prune(&options, plan).map_err(EngineError::repository("prune the repository"))?;
+        }
+        Ok(report)
+    }
+}

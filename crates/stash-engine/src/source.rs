@@ -1,0 +1,131 @@
+//! A backup source that remembers what it could not read.
+//!
+//! rustic_core logs unreadable entries and leaves them out of the snapshot. A backup with silent
+//! holes is how users of every restic-based tool lose data, so this wrapper records each failure
+//! with its path; the backup then reports them and the CLI exits with restic's code 3.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rustic_core::{LocalSource, ReadSource, ReadSourceEntry, ReadSourceOpen, RusticResult};
+
+use crate::backup::UnreadableEntry;
+
+type Failures = Arc<Mutex<Vec<UnreadableEntry>>>;
+
+pub(crate) struct WatchedSource {
+    inner: LocalSource,
+    failures: Failures,
+}
+
+impl WatchedSource {
+    pub(crate) fn new(inner: LocalSource) -> Self {
+        Self { inner, failures: Failures::default() }
+    }
+
+    pub(crate) fn failures(&self) -> Vec<UnreadableEntry> {
+        let mut failures = self.failures.lock().expect("failure list lock poisoned").clone();
+        failures.sort_by(|a, b| a.path.cmp(&b.path));
+        failures.dedup_by(|a, b| a.path == b.path);
+        failures
+    }
+}
+
+fn record(failures: &Failures, path: PathBuf, error: String) {
+    failures.lock().expect("failure list lock poisoned").push(UnreadableEntry { path, error });
+}
+
+impl ReadSource for WatchedSource {
+    type Open = WatchedOpen;
+    type Iter = WatchedIter;
+
+    fn size(&self) -> RusticResult<Option<u64>> {
+        self.inner.size()
+    }
+
+    fn entries(&self) -> Self::Iter {
+        WatchedIter { inner: self.inner.entries(), failures: self.failures.clone() }
+    }
+}
+
+pub(crate) struct WatchedIter {
+    inner: <LocalSource as ReadSource>::Iter,
+    failures: Failures,
+}
+
+impl Iterator for WatchedIter {
+    type Item = RusticResult<ReadSourceEntry<WatchedOpen>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let item = self.inner.next()?;
+        Some(match item {
+            Ok(ReadSourceEntry { path, node, open }) => Ok(ReadSourceEntry {
+                open: open.map(|inner| WatchedOpen { inner, path: path.clone(), failures: self.failures.clone() }),
+                path,
+                node,
+            }),
+            Err(err) => {
+                // The walker's error names the path in its source chain (e.g. a directory
+                // without read permission).
+                let message = error_chain(&*err);
+                record(&self.failures, path_in(&message), message);
+                Err(err)
+            }
+        })
+    }
+}
+
+pub(crate) struct WatchedOpen {
+    inner: <LocalSource as ReadSource>::Open,
+    path: PathBuf,
+    failures: Failures,
+}
+
+impl ReadSourceOpen for WatchedOpen {
+    type Reader = WatchedReader;
+
+    fn open(self) -> RusticResult<Self::Reader> {
+        match self.inner.open() {
+            Ok(reader) => Ok(WatchedReader { inner: reader, path: self.path, failures: self.failures }),
+            Err(err) => {
+                record(&self.failures, self.path, error_chain(&*err));
+                Err(err)
+            }
+        }
+    }
+}
+
+pub(crate) struct WatchedReader {
+    inner: <<LocalSource as ReadSource>::Open as ReadSourceOpen>::Reader,
+    path: PathBuf,
+    failures: Failures,
+}
+
+impl Read for WatchedReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).inspect_err(|err| {
+            record(&self.failures, self.path.clone(), err.to_string());
+        })
+    }
+}
+
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+/// Best effort: the first absolute path mentioned in a walker error.
+fn path_in(message: &str) -> PathBuf {
+    message
+        .split_whitespace()
+        .map(|word| word.trim_matches(|c: char| c == ':' || c == '`' || c == '"' || c == '\'' || c == ','))
+        .find(|word| word.starts_with('/'))
+        .map_or_else(|| PathBuf::from("<unknown>"), |p| Path::new(p).to_path_buf())
+}
