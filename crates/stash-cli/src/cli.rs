@@ -1,14 +1,224 @@
 //! Command-line surface of `stash`: one `Command` variant per subcommand.
+//!
+//! The repository verbs mirror restic (`-r/--repo`, `RESTIC_REPOSITORY`, `RESTIC_PASSWORD`,
+//! `--json`, exit codes) so a restic user is at home.
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(name = "stash", version, about = "Kubernetes backup and restore operator, restic-compatible")]
 pub struct Opts {
+    #[command(flatten)]
+    pub repo: RepoArgs,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create a new repository.
+    Init(InitArgs),
+    /// Back up files and directories into a new snapshot.
+    Backup(BackupArgs),
+    /// Restore a snapshot into a directory.
+    Restore(RestoreArgs),
+    /// List snapshots.
+    Snapshots(SnapshotsArgs),
+    /// Remove snapshots according to a retention policy.
+    Forget(ForgetArgs),
+    /// Remove data no snapshot references.
+    Prune(PruneArgs),
+    /// Verify the repository's structure and, optionally, its data.
+    Check(CheckArgs),
+    /// Remove stale locks left by processes that died.
+    Unlock(UnlockArgs),
+    /// Show repository size and snapshot count.
+    Stats(StatsArgs),
+}
+
+/// Where the repository is and how to open it; shared by every repository verb.
+#[derive(Debug, Args)]
+pub struct RepoArgs {
+    /// Repository: a path, local:/path, s3:http://host:9000/bucket/prefix, rest:http://host:8000/, gs:, azure:, b2:, swift:.
+    #[arg(short = 'r', long = "repo", env = "RESTIC_REPOSITORY", global = true, value_name = "REPOSITORY")]
+    pub repo: Option<String>,
+    /// Read the repository password from the first line of this file (else RESTIC_PASSWORD).
+    #[arg(short = 'p', long, env = "RESTIC_PASSWORD_FILE", global = true, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print less: no progress bars, only errors and the result.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Do not use a local cache of index and tree data.
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+    /// Directory of the local cache.
+    #[arg(long, env = "RESTIC_CACHE_DIR", global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Do not lock the repository (only for read-only media; unsafe with concurrent writers).
+    #[arg(long, global = true)]
+    pub no_lock: bool,
+    /// Wait this long for another process's lock to go away (e.g. 5m, 30s).
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub retry_lock: Option<std::time::Duration>,
+}
+
+/// Go-style durations as restic accepts them: `90s`, `5m`, `1h30m`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let span: jiff::Span = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration; use e.g. 30s, 5m or 1h30m"))?;
+    let signed = span
+        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .map_err(|err| format!("`{text}`: {err}"))?;
+    std::time::Duration::try_from(signed).map_err(|_| format!("`{text}` must not be negative"))
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Repository format: 2 (compressed, default) or 1 (readable by restic older than 0.14).
+    #[arg(long, value_name = "VERSION")]
+    pub repository_version: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Files and directories to back up.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Leave out entries matching this pattern (repeatable).
+    #[arg(short = 'e', long = "exclude", value_name = "PATTERN")]
+    pub excludes: Vec<String>,
+    /// Host name recorded in the snapshot (default: this machine's).
+    #[arg(short = 'H', long, alias = "hostname")]
+    pub host: Option<String>,
+    /// Tag the snapshot (repeatable, or comma-separated).
+    #[arg(long = "tag", value_name = "TAG", value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Treat files as unchanged when path, size and mtime match, whatever their inode.
+    #[arg(long)]
+    pub ignore_inode: bool,
+    /// Treat files as unchanged when path, size and mtime match, whatever their ctime.
+    #[arg(long)]
+    pub ignore_ctime: bool,
+    /// Read all files, ignoring the parent snapshot.
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotFilterArgs {
+    /// Only snapshots of this host (repeatable).
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Only snapshots containing this path (repeatable).
+    #[arg(long = "path", value_name = "PATH")]
+    pub paths: Vec<String>,
+    /// Only snapshots with this tag (repeatable, or comma-separated).
+    #[arg(long = "tag", value_name = "TAG", value_delimiter = ',')]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Snapshot id (or prefix), or `latest`.
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshot: String,
+    /// Directory to restore into; each snapshot path is recreated below it.
+    #[arg(short, long, value_name = "DIR")]
+    pub target: PathBuf,
+    #[command(flatten)]
+    pub filter: SnapshotFilterArgs,
+    /// Restore only entries matching this pattern (repeatable).
+    #[arg(short = 'i', long = "include", value_name = "PATTERN")]
+    pub includes: Vec<String>,
+    /// Do not restore entries matching this pattern (repeatable).
+    #[arg(short = 'e', long = "exclude", value_name = "PATTERN")]
+    pub excludes: Vec<String>,
+    /// Write runs of zeros instead of leaving holes.
+    #[arg(long)]
+    pub no_sparse: bool,
+    /// Accepted for restic compatibility: restores are sparse unless --no-sparse.
+    #[arg(long, hide = true)]
+    pub sparse: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    #[command(flatten)]
+    pub filter: SnapshotFilterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    #[command(flatten)]
+    pub filter: SnapshotFilterArgs,
+    /// Keep the last N snapshots.
+    #[arg(short = 'l', long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the last N hourly snapshots.
+    #[arg(short = 'H', long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the last N daily snapshots.
+    #[arg(short = 'd', long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the last N weekly snapshots.
+    #[arg(short = 'w', long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the last N monthly snapshots.
+    #[arg(short = 'm', long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the last N yearly snapshots.
+    #[arg(short = 'y', long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Keep snapshots with this tag (repeatable).
+    #[arg(long = "keep-tag", value_name = "TAG")]
+    pub keep_tags: Vec<String>,
+    /// Also remove the data that is no longer referenced.
+    #[arg(long)]
+    pub prune: bool,
+    /// Only show what would be removed.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Only show what would be removed.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Read and verify all data packs.
+    #[arg(long)]
+    pub read_data: bool,
+    /// Read and verify a subset of packs: n/m, x% or a size such as 1G.
+    #[arg(long, value_name = "SUBSET")]
+    pub read_data_subset: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// Also remove locks that are not stale (only when you know no other process uses the repository).
+    #[arg(long)]
+    pub remove_all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        super::Opts::command().debug_assert();
+    }
 }

@@ -1,9 +1,12 @@
 //! restic's documented exit codes, so scripts written for restic keep working.
 
+use stash_engine::EngineError;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitCode {
     Ok = 0,
     Error = 1,
+    /// The backup finished but some source files could not be read.
     SourceUnreadable = 3,
     NoRepository = 10,
     LockFailed = 11,
@@ -12,8 +15,14 @@ pub enum ExitCode {
 }
 
 impl ExitCode {
-    pub fn from_error(_err: &anyhow::Error) -> Self {
-        ExitCode::Error
+    pub fn from_error(err: &anyhow::Error) -> Self {
+        match err.downcast_ref::<EngineError>() {
+            Some(EngineError::RepositoryNotFound { .. }) => Self::NoRepository,
+            Some(EngineError::WrongPassword { .. }) => Self::WrongPassword,
+            Some(EngineError::Lock(_)) => Self::LockFailed,
+            Some(EngineError::Interrupted) => Self::Interrupted,
+            _ => Self::Error,
+        }
     }
 }
 

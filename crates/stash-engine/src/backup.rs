@@ -93,7 +93,8 @@ impl Engine {
                 reason: format!("cannot normalize the backup paths: {err}"),
             })?;
 
-        let repo = self.open()?.to_indexed_ids().map_err(EngineError::repository("read the repository index"))?;
+        let (repo, _lock) = self.open_locked(crate::repo::LockKind::Shared)?;
+        let repo = repo.to_indexed_ids().map_err(EngineError::repository("read the repository index"))?;
 
         let mut snapshot_options = SnapshotOptions::default();
         if let Some(host) = &request.host {

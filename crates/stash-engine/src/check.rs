@@ -28,7 +28,7 @@ impl CheckReport {
 
 impl Engine {
     pub fn check(&self, request: &CheckRequest) -> Result<CheckReport, EngineError> {
-        let repo = self.open()?;
+        let (repo, _lock) = self.open_locked(crate::repo::LockKind::Exclusive)?;
         let mut options = CheckOptions::default().read_data(request.read_data || request.read_data_subset.is_some());
         if let Some(subset) = &request.read_data_subset {
             let subset: ReadSubsetOption = subset.parse().map_err(|source| EngineError::Repository {

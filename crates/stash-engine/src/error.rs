@@ -81,6 +81,9 @@ pub enum EngineError {
 
     #[error("repository lock: {0}")]
     Lock(String),
+
+    #[error("interrupted")]
+    Interrupted,
 }
 
 impl EngineError {

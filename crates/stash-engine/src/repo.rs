@@ -1,9 +1,11 @@
 //! Opening and initialising repositories: the entry point every other operation goes through.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use rustic_core::{ConfigOptions, Credentials, KeyOptions, OpenStatus, Repository, RepositoryOptions};
 
+use crate::lock::{self, LockGuard, Sealer};
 use crate::{EngineError, Password, Progress, RepositoryLocation};
 
 /// A handle on one repository: where it is, how to unlock it, and how to report progress.
@@ -16,6 +18,17 @@ pub struct Engine {
     cache_dir: Option<PathBuf>,
     no_cache: bool,
     progress: Progress,
+    no_lock: bool,
+    lock_wait: Duration,
+}
+
+/// Which lock an operation needs, as restic takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LockKind {
+    /// Readers and writers that only add data (backup, restore, snapshots, stats).
+    Shared,
+    /// Operations that remove data or need a quiet repository (forget, prune, check).
+    Exclusive,
 }
 
 /// Options of `init`.
@@ -28,7 +41,15 @@ pub struct InitOptions {
 impl Engine {
     #[must_use]
     pub fn new(location: RepositoryLocation, password: Password) -> Self {
-        Self { location, password, cache_dir: None, no_cache: false, progress: Progress::Hidden }
+        Self {
+            location,
+            password,
+            cache_dir: None,
+            no_cache: false,
+            progress: Progress::Hidden,
+            no_lock: false,
+            lock_wait: Duration::ZERO,
+        }
     }
 
     #[must_use]
@@ -51,13 +72,23 @@ impl Engine {
         self
     }
 
+    /// Skips locking (restic's `--no-lock`): only for read-only repositories.
+    #[must_use]
+    pub fn without_lock(mut self, no_lock: bool) -> Self {
+        self.no_lock = no_lock;
+        self
+    }
+
+    /// Waits up to `wait` for a conflicting lock to go away (restic's `--retry-lock`).
+    #[must_use]
+    pub fn with_lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
+        self
+    }
+
     #[must_use]
     pub fn location(&self) -> &RepositoryLocation {
         &self.location
-    }
-
-    pub(crate) fn progress(&self) -> Progress {
-        self.progress
     }
 
     fn unopened(&self) -> Result<Repository<()>, EngineError> {
@@ -95,6 +126,27 @@ impl Engine {
                 EngineError::Repository { action: "open the repository", source }
             }
         })
+    }
+
+    /// Opens the repository and takes the lock `kind` on it for as long as the guard lives.
+    pub(crate) fn open_locked(
+        &self,
+        kind: LockKind,
+    ) -> Result<(Repository<OpenStatus>, Option<LockGuard>), EngineError> {
+        let repo = self.open()?;
+        if self.no_lock {
+            return Ok((repo, None));
+        }
+        let store = lock::store_for(&self.location)?;
+        let guard = lock::acquire(store, Sealer::new(&repo.key()), kind == LockKind::Exclusive, self.lock_wait)?;
+        Ok((repo, Some(guard)))
+    }
+
+    /// Removes stale locks (all locks with `remove_all`); returns the lock ids removed.
+    pub fn unlock(&self, remove_all: bool) -> Result<Vec<String>, EngineError> {
+        let repo = self.open()?;
+        let store = lock::store_for(&self.location)?;
+        lock::unlock(&*store, &Sealer::new(&repo.key()), remove_all)
     }
 
     /// Creates a new repository; refuses to touch one that already exists.

@@ -93,7 +93,7 @@ impl Engine {
         let started = std::time::Instant::now();
         let includes = PatternSet::new("--include", &request.includes)?;
         let excludes = PatternSet::new("--exclude", &request.excludes)?;
-        let repo = self.open()?;
+        let (repo, _lock) = self.open_locked(crate::repo::LockKind::Shared)?;
         let snapshot = crate::snapshots::select(&repo, &request.snapshot, &request.filter)?;
         let repo = repo.to_indexed().map_err(EngineError::repository("read the repository index"))?;
 

@@ -76,7 +76,7 @@ impl Engine {
             ));
         }
         let keep = policy.keep_options()?;
-        let repo = self.open()?;
+        let (repo, _lock) = self.open_locked(crate::repo::LockKind::Exclusive)?;
         let snapshots = repo
             .get_matching_snapshots(|s| filter.matches(s))
             .map_err(EngineError::repository("list snapshots"))?;
@@ -103,7 +103,7 @@ impl Engine {
 
     /// Removes data no snapshot references any more.
     pub fn prune(&self, dry_run: bool) -> Result<PruneReport, EngineError> {
-        let repo = self.open()?;
+        let (repo, _lock) = self.open_locked(crate::repo::LockKind::Exclusive)?;
         // Delete unreferenced packs at once instead of after restic's two-phase grace period:
         // stash-rs holds an exclusive lock while pruning, like restic.
         let options = PruneOptions::default().instant_delete(true);

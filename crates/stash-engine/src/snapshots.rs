@@ -77,7 +77,7 @@ impl From<&SnapshotFile> for SnapshotInfo {
 impl Engine {
     /// Snapshots matching `filter`, oldest first.
     pub fn snapshots(&self, filter: &SnapshotFilter) -> Result<Vec<SnapshotInfo>, EngineError> {
-        let repo = self.open()?;
+        let (repo, _lock) = self.open_locked(crate::repo::LockKind::Shared)?;
         let mut snapshots = repo
             .get_matching_snapshots(|s| filter.matches(s))
             .map_err(EngineError::repository("list snapshots"))?;

@@ -1,0 +1,20 @@
+use super::repo::{self, human_bytes};
+use crate::cli::{RepoArgs, PruneArgs};
+use crate::exit_code::ExitCode;
+
+pub fn run(repo_args: &RepoArgs, args: &PruneArgs) -> anyhow::Result<ExitCode> {
+    let engine = repo::engine(repo_args)?;
+    let report = engine.prune(args.dry_run)?;
+    if repo_args.json {
+        repo::print_json(&report)?;
+    } else {
+        let verb = if args.dry_run { "would remove" } else { "removed" };
+        println!(
+            "{verb} {} packs ({}), repacked {} packs",
+            report.packs_removed,
+            human_bytes(report.bytes_removed),
+            report.packs_repacked
+        );
+    }
+    Ok(ExitCode::Ok)
+}

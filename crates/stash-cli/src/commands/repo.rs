@@ -1,0 +1,66 @@
+//! Turning the shared repository flags into an engine handle, and printing results.
+
+use std::io::IsTerminal;
+
+use anyhow::Context;
+use stash_engine::{Engine, Password, Progress, RepositoryLocation, SnapshotFilter};
+
+use crate::cli::{RepoArgs, SnapshotFilterArgs};
+
+pub fn engine(args: &RepoArgs) -> anyhow::Result<Engine> {
+    let repository = args
+        .repo
+        .as_deref()
+        .context("no repository given: pass -r/--repo or set RESTIC_REPOSITORY")?;
+    let location = RepositoryLocation::from_env(repository)?;
+    let password = Password::resolve(args.password_file.as_deref())?;
+    let progress = if !args.quiet && !args.json && std::io::stderr().is_terminal() {
+        Progress::Terminal
+    } else {
+        Progress::Hidden
+    };
+    Ok(Engine::new(location, password)
+        .with_progress(progress)
+        .with_cache_dir(args.cache_dir.clone())
+        .without_cache(args.no_cache)
+        .without_lock(args.no_lock)
+        .with_lock_wait(args.retry_lock.unwrap_or_default()))
+}
+
+pub fn filter(args: &SnapshotFilterArgs) -> SnapshotFilter {
+    SnapshotFilter { hosts: args.hosts.clone(), paths: args.paths.clone(), tags: args.tags.clone() }
+}
+
+/// Prints `value` as one line of JSON.
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(value).context("failed to encode the result as JSON")?);
+    Ok(())
+}
+
+/// restic's human size format (`1.234 MiB`).
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.3} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_bytes;
+
+    #[test]
+    fn sizes_print_like_restic() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(2629), "2.567 KiB");
+        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.000 GiB");
+    }
+}

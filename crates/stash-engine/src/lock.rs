@@ -1,0 +1,325 @@
+//! restic-compatible repository locks (`locks/<id>`), so stash-rs, restic and Stash's restic
+//! never prune data another process is still writing.
+//!
+//! A lock is the encrypted JSON restic writes (`time`, `exclusive`, `hostname`, `username`,
+//! `pid`, `uid`, `gid`), refreshed every five minutes. A lock is stale when it was not refreshed
+//! for 30 minutes, or when it belongs to this host and its process is gone; stale locks never
+//! block anybody, and taking an exclusive lock removes them. rustic_core has no lock file type,
+//! so the files are written next to it through the same backend settings.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use aes256ctr_poly1305aes::Aes256CtrPoly1305Aes;
+use aes256ctr_poly1305aes::aead::{Aead, Nonce};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use crate::EngineError;
+use crate::location::RepositoryLocation;
+
+const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
+const RETRY_EVERY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct LockInfo {
+    pub time: String,
+    pub exclusive: bool,
+    pub hostname: String,
+    #[serde(default)]
+    pub username: String,
+    pub pid: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub uid: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub gid: u32,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl LockInfo {
+    fn mine(exclusive: bool) -> Self {
+        let (uid, gid) = ids();
+        Self {
+            time: jiff::Timestamp::now().to_string(),
+            exclusive,
+            hostname: hostname(),
+            username: std::env::var("USER").unwrap_or_default(),
+            pid: std::process::id(),
+            uid,
+            gid,
+        }
+    }
+
+    fn is_stale(&self) -> bool {
+        let age = self
+            .time
+            .parse::<jiff::Timestamp>()
+            .ok()
+            .and_then(|t| jiff::Timestamp::now().duration_since(t).try_into().ok())
+            .unwrap_or(Duration::MAX);
+        if age > STALE_AFTER {
+            return true;
+        }
+        self.hostname == hostname() && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} lock by PID {} on {} (user {}) since {}",
+            if self.exclusive { "an exclusive" } else { "a shared" },
+            self.pid,
+            self.hostname,
+            self.username,
+            self.time
+        )
+    }
+}
+
+fn hostname() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+/// Real uid and gid from /proc, without unsafe libc calls.
+fn ids() -> (u32, u32) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("Uid:"), field("Gid:"))
+}
+
+/// restic's encryption of unpacked files: IV ‖ AES-256-CTR ‖ Poly1305-AES, under the master key.
+#[derive(Clone)]
+pub(crate) struct Sealer(Aes256CtrPoly1305Aes);
+
+impl Sealer {
+    pub(crate) fn new(master: &rustic_core::repofile::MasterKey) -> Self {
+        let mut key = aes256ctr_poly1305aes::Key::default();
+        key[0..32].copy_from_slice(&master.encrypt);
+        key[32..48].copy_from_slice(&master.mac.k);
+        key[48..64].copy_from_slice(&master.mac.r);
+        Self(Aes256CtrPoly1305Aes::new(&key))
+    }
+
+    fn seal(&self, plain: &[u8]) -> Vec<u8> {
+        let mut nonce = Nonce::<Aes256CtrPoly1305Aes>::default();
+        rand::rng().fill_bytes(&mut nonce);
+        let mut out = nonce.to_vec();
+        out.extend(self.0.encrypt(&nonce, plain).expect("encryption of an in-memory buffer cannot fail"));
+        out
+    }
+
+    fn open(&self, sealed: &[u8]) -> Option<Vec<u8>> {
+        if sealed.len() < 32 {
+            return None;
+        }
+        let plain = self.0.decrypt(Nonce::<Aes256CtrPoly1305Aes>::from_slice(&sealed[..16]), &sealed[16..]).ok()?;
+        // Repository v2 may compress: a leading 2 marks zstd; JSON starts with `{`.
+        match plain.first() {
+            Some(b'{') => Some(plain),
+            _ => None,
+        }
+    }
+}
+
+/// Where lock files live: the `locks/` folder of the repository, on whatever backend it is.
+pub(crate) trait LockStore: Send + Sync {
+    fn list(&self) -> Result<Vec<String>, String>;
+    fn read(&self, name: &str) -> Result<Vec<u8>, String>;
+    fn write(&self, name: &str, data: &[u8]) -> Result<(), String>;
+    fn remove(&self, name: &str) -> Result<(), String>;
+}
+
+mod stores;
+
+pub(crate) fn store_for(location: &RepositoryLocation) -> Result<Box<dyn LockStore>, EngineError> {
+    stores::store_for(location).map_err(EngineError::Lock)
+}
+
+/// Locks held by this process, removed by `release_all` when the process is interrupted.
+fn held() -> &'static Mutex<Vec<Arc<HeldLock>>> {
+    static HELD: OnceLock<Mutex<Vec<Arc<HeldLock>>>> = OnceLock::new();
+    HELD.get_or_init(Mutex::default)
+}
+
+/// Removes every lock this process holds. Call it from a signal handler thread before exiting.
+pub fn release_all() {
+    let locks: Vec<_> = held().lock().map(|mut h| h.drain(..).collect()).unwrap_or_default();
+    for lock in locks {
+        lock.release();
+    }
+}
+
+struct HeldLock {
+    store: Box<dyn LockStore>,
+    sealer: Sealer,
+    exclusive: bool,
+    name: Mutex<Option<String>>,
+}
+
+impl HeldLock {
+    fn write_new(&self) -> Result<String, String> {
+        let json = serde_json::to_vec(&LockInfo::mine(self.exclusive)).map_err(|e| e.to_string())?;
+        let sealed = self.sealer.seal(&json);
+        let name = hex::encode(sha2::Sha256::digest(&sealed));
+        self.store.write(&name, &sealed)?;
+        Ok(name)
+    }
+
+    fn refresh(&self) {
+        match self.write_new() {
+            Ok(new) => {
+                let old = self.name.lock().expect("lock name poisoned").replace(new);
+                if let Some(old) = old {
+                    let _ = self.store.remove(&old);
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "failed to refresh the repository lock; it turns stale after 30 minutes"),
+        }
+    }
+
+    fn release(&self) {
+        if let Some(name) = self.name.lock().expect("lock name poisoned").take()
+            && let Err(err) = self.store.remove(&name)
+        {
+            tracing::warn!(lock = %name, error = %err, "failed to remove our repository lock; `stash unlock` removes it once stale");
+        }
+    }
+}
+
+/// A held lock; dropping it removes the lock file.
+pub(crate) struct LockGuard {
+    lock: Arc<HeldLock>,
+    stop: Arc<AtomicBool>,
+    refresher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(refresher) = self.refresher.take() {
+            refresher.thread().unpark();
+            let _ = refresher.join();
+        }
+        self.lock.release();
+        if let Ok(mut held) = held().lock() {
+            held.retain(|l| !Arc::ptr_eq(l, &self.lock));
+        }
+    }
+}
+
+/// Takes a lock, waiting up to `wait` for conflicting locks to go away.
+pub(crate) fn acquire(
+    store: Box<dyn LockStore>,
+    sealer: Sealer,
+    exclusive: bool,
+    wait: Duration,
+) -> Result<LockGuard, EngineError> {
+    let deadline = std::time::Instant::now() + wait;
+    let lock = Arc::new(HeldLock { store, sealer, exclusive, name: Mutex::new(None) });
+    loop {
+        match try_acquire(&lock) {
+            Ok(()) => break,
+            Err(conflict) if std::time::Instant::now() + RETRY_EVERY <= deadline => {
+                tracing::info!(conflict = %conflict, "repository is locked; waiting");
+                std::thread::sleep(RETRY_EVERY);
+            }
+            Err(conflict) => {
+                return Err(EngineError::Lock(format!(
+                    "unable to take {} lock: the repository is already locked with {conflict}; wait for it to finish (or pass --retry-lock), and if that process is gone run `stash unlock`",
+                    if exclusive { "an exclusive" } else { "a shared" }
+                )));
+            }
+        }
+    }
+    held().lock().expect("held lock list poisoned").push(lock.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let refresher = {
+        let (lock, stop) = (lock.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("lock-refresh".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::park_timeout(REFRESH_EVERY);
+                    if !stop.load(Ordering::Relaxed) {
+                        lock.refresh();
+                    }
+                }
+            })
+            .ok()
+    };
+    Ok(LockGuard { lock, stop, refresher })
+}
+
+/// One attempt: check, write ours, check again (another process may have raced us).
+fn try_acquire(lock: &HeldLock) -> Result<(), String> {
+    check_conflicts(lock, None)?;
+    let name = lock.write_new().map_err(|e| format!("(failed to write the lock file: {e})"))?;
+    *lock.name.lock().expect("lock name poisoned") = Some(name.clone());
+    if let Err(conflict) = check_conflicts(lock, Some(&name)) {
+        lock.release();
+        return Err(conflict);
+    }
+    Ok(())
+}
+
+fn check_conflicts(lock: &HeldLock, ours: Option<&str>) -> Result<(), String> {
+    for (name, info) in read_locks(&*lock.store, &lock.sealer)? {
+        if Some(name.as_str()) == ours {
+            continue;
+        }
+        let Some(info) = info else { continue };
+        if info.is_stale() {
+            if lock.exclusive {
+                tracing::info!(lock = %name, owner = %info.describe(), "removing stale lock");
+                let _ = lock.store.remove(&name);
+            }
+            continue;
+        }
+        if lock.exclusive || info.exclusive {
+            return Err(info.describe());
+        }
+    }
+    Ok(())
+}
+
+/// Every lock file with its decoded content (`None` when it cannot be decoded).
+fn read_locks(store: &dyn LockStore, sealer: &Sealer) -> Result<Vec<(String, Option<LockInfo>)>, String> {
+    let names = store.list().map_err(|e| format!("(failed to list locks: {e})"))?;
+    let mut locks = Vec::with_capacity(names.len());
+    for name in names {
+        // A lock removed between list and read was released: not a conflict.
+        let Ok(data) = store.read(&name) else { continue };
+        let info = sealer.open(&data).and_then(|plain| serde_json::from_slice(&plain).ok());
+        if info.is_none() {
+            tracing::warn!(lock = %name, "ignoring a lock file that cannot be decoded");
+        }
+        locks.push((name, info));
+    }
+    Ok(locks)
+}
+
+/// Removes stale locks (or all locks); returns the names removed.
+pub(crate) fn unlock(store: &dyn LockStore, sealer: &Sealer, remove_all: bool) -> Result<Vec<String>, EngineError> {
+    let mut removed = Vec::new();
+    for (name, info) in read_locks(store, sealer).map_err(EngineError::Lock)? {
+        let stale = info.as_ref().is_none_or(LockInfo::is_stale);
+        if remove_all || stale {
+            store.remove(&name).map_err(|e| EngineError::Lock(format!("failed to remove lock {name}: {e}")))?;
+            removed.push(name);
+        }
+    }
+    Ok(removed)
+}
