@@ -1,0 +1,75 @@
+//! Label and annotation keys, container/volume names and other wire constants of Stash.
+
+/// `StashKey`.
+pub const STASH_KEY: &str = "stash.appscode.com";
+/// API group of the CRDs.
+pub const GROUP: &str = "stash.appscode.com";
+/// API group of the aggregated Snapshot API.
+pub const REPOSITORIES_GROUP: &str = "repositories.stash.appscode.com";
+
+// Labels on BackupSessions, CronJobs, Jobs.
+pub const LABEL_INVOKER_TYPE: &str = "stash.appscode.com/invoker-type";
+pub const LABEL_INVOKER_NAME: &str = "stash.appscode.com/invoker-name";
+pub const LABEL_TARGET_KIND: &str = "stash.appscode.com/target-kind";
+pub const LABEL_TARGET_NAME: &str = "stash.appscode.com/target-name";
+pub const LABEL_TARGET_NAMESPACE: &str = "stash.appscode.com/target-namespace";
+/// Obsolete (v0.9.0-rc.0…rc.2) BackupSession label; sessions are selected by invoker-type/invoker-name.
+pub const LABEL_BACKUP_CONFIGURATION_OBSOLETE: &str = "stash.appscode.com/backup-configuration";
+pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const COMPONENT_BACKUP: &str = "stash-backup";
+pub const COMPONENT_RESTORE: &str = "stash-restore";
+pub const MANAGED_BY: &str = "stash.appscode.com";
+pub const LABEL_DELETE_JOB_ON_COMPLETION: &str = "stash.appscode.com/delete-job-on-completion";
+/// Snapshot labels.
+pub const LABEL_SNAPSHOT_REPOSITORY: &str = "repository";
+pub const LABEL_SNAPSHOT_HOSTNAME: &str = "hostname";
+
+// Workload annotations (§8.2).
+pub const ANNOTATION_LAST_APPLIED_BACKUP_INVOKER: &str =
+    "stash.appscode.com/last-applied-backup-invoker";
+pub const ANNOTATION_LAST_APPLIED_BACKUP_INVOKER_KIND: &str =
+    "stash.appscode.com/last-applied-backup-invoker-kind";
+pub const ANNOTATION_LAST_APPLIED_BACKUP_INVOKER_HASH: &str =
+    "stash.appscode.com/last-applied-backup-invoker-hash";
+pub const ANNOTATION_LAST_APPLIED_RESTORE_INVOKER: &str =
+    "stash.appscode.com/last-applied-restore-invoker";
+pub const ANNOTATION_LAST_APPLIED_RESTORE_INVOKER_KIND: &str =
+    "stash.appscode.com/last-applied-restore-invoker-kind";
+pub const ANNOTATION_LAST_APPLIED_RESTORE_INVOKER_HASH: &str =
+    "stash.appscode.com/last-applied-restore-invoker-hash";
+
+// Auto-backup (BackupBlueprint) annotations.
+pub const ANNOTATION_BACKUP_BLUEPRINT: &str = "stash.appscode.com/backup-blueprint";
+pub const ANNOTATION_TARGET_PATHS: &str = "stash.appscode.com/target-paths";
+pub const ANNOTATION_VOLUME_MOUNTS: &str = "stash.appscode.com/volume-mounts";
+pub const ANNOTATION_SCHEDULE: &str = "stash.appscode.com/schedule";
+pub const ANNOTATION_PARAMS_PREFIX: &str = "params.stash.appscode.com/";
+
+// Container names.
+pub const CONTAINER_SIDECAR: &str = "stash";
+pub const CONTAINER_INIT: &str = "stash-init";
+pub const CONTAINER_TRIGGER: &str = "stash-trigger";
+pub const CONTAINER_PRE_TASK_HOOK: &str = "pre-task-hook";
+pub const CONTAINER_POST_TASK_HOOK: &str = "post-task-hook";
+
+// Volumes and paths.
+pub const VOLUME_TMP_DIR: &str = "tmp-dir";
+pub const VOLUME_LOCAL_BACKEND: &str = "stash-local";
+pub const VOLUME_PVC_TARGET: &str = "stash-volume";
+pub const TMP_DIR_MOUNT_PATH: &str = "/tmp";
+pub const INTERIM_VOLUME_MOUNT_PATH: &str = "/stash-interim-volume";
+/// Where the stash binary lives in the image; a local backend may not be mounted here.
+pub const STASH_BINARY_DIR: &str = "/stash";
+pub const DEFAULT_TARGET_MOUNT_PATH: &str = "/stash-data";
+
+// Finalizers and field managers.
+pub const REPOSITORY_FINALIZER: &str = "stash";
+pub const INVOKER_FINALIZER: &str = "stash.appscode.com";
+pub const FIELD_MANAGER_OPERATOR: &str = "stash.appscode.com/operator";
+pub const FIELD_MANAGER_AGENT: &str = "stash.appscode.com/agent";
+
+/// Default restic host name.
+pub const DEFAULT_HOST: &str = "host-0";
+/// Length of a short snapshot id.
+pub const SNAPSHOT_ID_LENGTH: usize = 8;
