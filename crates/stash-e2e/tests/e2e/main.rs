@@ -1,0 +1,15 @@
+//! End-to-end tests against the real control plane of stash-testenv.
+//!
+//! One test binary, so one control plane for all of them (it starts once, in
+//! `TestEnv::shared`). Needs `scripts/build-k8s` (the Kubernetes binaries),
+//! `cargo build -p stash-cli` (the `stash` binary the pod runner executes) and
+//! `deploy/crds/`; a missing one fails the tests with the command to run.
+
+mod control_plane;
+mod job_runs_stash;
+mod stash_examples;
+
+use std::time::Duration;
+
+/// Generous: the machine has 2 cores shared with builds.
+pub const TIMEOUT: Duration = Duration::from_secs(120);
