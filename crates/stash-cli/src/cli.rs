@@ -36,6 +36,10 @@ pub enum Command {
     Unlock(UnlockArgs),
     /// Show repository size and snapshot count.
     Stats(StatsArgs),
+    /// Print the CustomResourceDefinitions of every Stash kind (or write them with --output-dir).
+    Crd(crate::commands::crd::CrdArgs),
+    /// Check Stash manifests offline: schema, semantics and obsolete shapes (exit 1 on any error).
+    Validate(crate::commands::validate::ValidateArgs),
 }
 
 /// Where the repository is and how to open it; shared by every repository verb.
@@ -108,6 +112,9 @@ pub struct BackupArgs {
     /// Read all files, ignoring the parent snapshot.
     #[arg(short, long)]
     pub force: bool,
+    /// Record this time in the snapshot instead of now (RFC 3339, e.g. 2026-01-31T10:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub time: Option<jiff::Timestamp>,
 }
 
 #[derive(Debug, Args)]

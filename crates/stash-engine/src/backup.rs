@@ -25,6 +25,8 @@ pub struct BackupRequest {
     pub ignore_inode_and_ctime: bool,
     /// Read every file even when the parent says it is unchanged.
     pub force: bool,
+    /// Snapshot time instead of now (restic `--time`), e.g. when importing old data.
+    pub time: Option<jiff::Timestamp>,
 }
 
 /// A file or directory the backup could not read; it is missing from the snapshot.
@@ -93,12 +95,15 @@ impl Engine {
                 reason: format!("cannot normalize the backup paths: {err}"),
             })?;
 
-        let (repo, _lock) = self.open_locked(crate::repo::LockKind::Shared)?;
+        let (repo, _lock) = self.open_locked(crate::repo::LockKind::Backup)?;
         let repo = repo.to_indexed_ids().map_err(EngineError::repository("read the repository index"))?;
 
         let mut snapshot_options = SnapshotOptions::default();
         if let Some(host) = &request.host {
             snapshot_options = snapshot_options.host(host.clone());
+        }
+        if let Some(time) = request.time {
+            snapshot_options = snapshot_options.time(time.to_zoned(jiff::tz::TimeZone::UTC));
         }
         if !request.tags.is_empty() {
             snapshot_options = snapshot_options
@@ -107,10 +112,13 @@ impl Engine {
         }
         let snapshot = snapshot_options.to_snapshot().map_err(EngineError::repository("prepare the snapshot"))?;
 
+        // rustic_core 0.13 compares inodes only when `ignore_inode` is *true* (the flag reads
+        // inverted in its parent matcher), so restic's default, "a new inode is a change", needs
+        // `true` and trusting path + size + mtime needs `false`. The round-trip tests pin both.
         let parent = ParentOptions::default()
             .force(request.force)
             .ignore_ctime(request.ignore_inode_and_ctime)
-            .ignore_inode(request.ignore_inode_and_ctime);
+            .ignore_inode(!request.ignore_inode_and_ctime);
         let excludes = Excludes::default().globs(request.excludes.iter().map(|p| format!("!{p}")).collect::<Vec<_>>());
         let options = BackupOptions::default().parent_opts(parent).excludes(excludes.clone());
 

@@ -311,6 +311,13 @@ fn read_locks(store: &dyn LockStore, sealer: &Sealer) -> Result<Vec<(String, Opt
     Ok(locks)
 }
 
+/// True when some lock is stale: a process died while it held the repository.
+pub(crate) fn any_stale(store: &dyn LockStore, sealer: &Sealer) -> bool {
+    read_locks(store, sealer)
+        .map(|locks| locks.iter().any(|(_, info)| info.as_ref().is_some_and(LockInfo::is_stale)))
+        .unwrap_or(false)
+}
+
 /// Removes stale locks (or all locks); returns the names removed.
 pub(crate) fn unlock(store: &dyn LockStore, sealer: &Sealer, remove_all: bool) -> Result<Vec<String>, EngineError> {
     let mut removed = Vec::new();

@@ -25,8 +25,10 @@ pub struct Engine {
 /// Which lock an operation needs, as restic takes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LockKind {
-    /// Readers and writers that only add data (backup, restore, snapshots, stats).
+    /// Readers that only look (restore, snapshots, stats).
     Shared,
+    /// A shared lock for a writer that adds data; first repairs what a crashed writer left.
+    Backup,
     /// Operations that remove data or need a quiet repository (forget, prune, check).
     Exclusive,
 }
@@ -137,9 +139,32 @@ impl Engine {
         if self.no_lock {
             return Ok((repo, None));
         }
+        if kind == LockKind::Backup {
+            self.recover_after_crash(&repo);
+        }
         let store = lock::store_for(&self.location)?;
         let guard = lock::acquire(store, Sealer::new(&repo.key()), kind == LockKind::Exclusive, self.lock_wait)?;
         Ok((repo, Some(guard)))
+    }
+
+    /// After a crash (a stale lock is left), indexes the packs the dead process uploaded but never
+    /// indexed, so the next backup reuses them instead of uploading the data again. Runs only
+    /// when the repository can be locked exclusively at once; otherwise the data is simply
+    /// uploaded again, which is safe.
+    pub(crate) fn recover_after_crash(&self, repo: &Repository<OpenStatus>) {
+        if self.no_lock {
+            return;
+        }
+        let Ok(store) = lock::store_for(&self.location) else { return };
+        let sealer = Sealer::new(&repo.key());
+        if !lock::any_stale(&*store, &sealer) {
+            return;
+        }
+        let Ok(_guard) = lock::acquire(store, sealer, true, Duration::ZERO) else { return };
+        tracing::info!(repository = %self.location, "a previous run died; indexing the packs it uploaded");
+        if let Err(err) = repo.repair_index(&rustic_core::RepairIndexOptions::default(), false) {
+            tracing::warn!(error = %err.display_log(), "could not index the packs of the previous run; they will be uploaded again");
+        }
     }
 
     /// Removes stale locks (all locks with `remove_all`); returns the lock ids removed.

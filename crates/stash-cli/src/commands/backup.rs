@@ -13,6 +13,7 @@ pub fn run(repo_args: &RepoArgs, args: &BackupArgs) -> anyhow::Result<ExitCode> 
         tags: args.tags.clone(),
         ignore_inode_and_ctime: args.ignore_inode || args.ignore_ctime,
         force: args.force,
+        time: args.time,
     };
     let report = engine.backup(&request)?;
     for entry in &report.unreadable {

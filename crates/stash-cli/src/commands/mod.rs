@@ -2,6 +2,7 @@
 
 mod backup;
 mod check;
+pub mod crd;
 mod forget;
 mod init;
 mod prune;
@@ -10,6 +11,7 @@ mod restore;
 mod snapshots;
 mod stats;
 mod unlock;
+pub mod validate;
 
 use crate::cli::{Command, Opts};
 use crate::exit_code::ExitCode;
@@ -26,5 +28,7 @@ pub fn dispatch(opts: Opts) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check::run(repo, &args),
         Command::Unlock(args) => unlock::run(repo, &args),
         Command::Stats(args) => stats::run(repo, &args),
+        Command::Crd(args) => crd::run(&args),
+        Command::Validate(args) => validate::run(&args, repo.json),
     }
 }
