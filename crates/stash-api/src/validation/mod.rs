@@ -49,7 +49,7 @@ pub struct Diagnostic {
     pub severity: Severity,
     /// The file name as given by the caller.
     pub file: String,
-    /// 1-based index of the YAML document inside the file.
+    /// 1-based index of the YAML document inside the file (0 for a problem with the file itself).
     pub document: usize,
     /// `kind` of the document, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -67,18 +67,18 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: {} (document {}",
-            self.severity, self.file, self.document
-        )?;
-        if let Some(kind) = &self.kind {
-            write!(f, ", {kind}")?;
-            if let Some(name) = &self.name {
-                write!(f, " {name}")?;
+        write!(f, "{}: {}", self.severity, self.file)?;
+        if self.document > 0 {
+            write!(f, " (document {}", self.document)?;
+            if let Some(kind) = &self.kind {
+                write!(f, ", {kind}")?;
+                if let Some(name) = &self.name {
+                    write!(f, " {name}")?;
+                }
             }
+            f.write_str(")")?;
         }
-        f.write_str("): ")?;
+        f.write_str(": ")?;
         if !self.field.is_empty() {
             write!(f, "{}: ", self.field)?;
         }

@@ -669,13 +669,13 @@ fn target_ref(
         if class == TargetClass::Workload {
             out.push(Issue::error(
                 &format!("{p}.apiVersion"),
-                format!("apiVersion is {shown}, but Stash matches a {kind} by its exact apiVersion `{api_version}`, so the stash container would never be injected"),
+                format!("apiVersion is {shown}, but Stash matches the {kind} by its exact apiVersion `{api_version}`, so the stash container would never be injected"),
                 format!("set `apiVersion: {api_version}`"),
             ));
         } else {
             out.push(Issue::warning(
                 &format!("{p}.apiVersion"),
-                format!("apiVersion is {shown}; a {kind} is served as `{api_version}`"),
+                format!("apiVersion is {shown}; {kind} is served as `{api_version}`"),
                 format!("set `apiVersion: {api_version}`"),
             ));
         }
