@@ -1,10 +1,10 @@
-//! Certificates for the control plane, generated per run (ECDSA P-256, like envtest's TinyCA).
+//! Certificates for the control plane, generated per run (ECDSA P-256, like envtest's `TinyCA`).
 
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +42,10 @@ impl std::fmt::Debug for Ca {
 }
 
 fn gen_err(what: &str) -> impl FnOnce(rcgen::Error) -> CertError + '_ {
-    move |source| CertError::Generate { what: what.to_owned(), source }
+    move |source| CertError::Generate {
+        what: what.to_owned(),
+        source,
+    }
 }
 
 fn name(cn: &str, orgs: &[&str]) -> DistinguishedName {
@@ -59,7 +62,11 @@ impl Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(gen_err(cn))?;
         params.distinguished_name = name(cn, &["stash-testenv"]);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let key = KeyPair::generate().map_err(gen_err(cn))?;
         let issuer = CertifiedIssuer::self_signed(params, key).map_err(gen_err(cn))?;
         Ok(Self { issuer })
@@ -79,7 +86,10 @@ impl Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(gen_err(cn))?;
         params.subject_alt_names = sans;
         params.distinguished_name = name(cn, &[]);
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         self.sign(cn, &params)
     }
@@ -88,28 +98,39 @@ impl Ca {
     pub fn client(&self, user: &str, groups: &[&str]) -> Result<Pair, CertError> {
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(gen_err(user))?;
         params.distinguished_name = name(user, groups);
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         self.sign(user, &params)
     }
 
     fn sign(&self, what: &str, params: &CertificateParams) -> Result<Pair, CertError> {
         let key = KeyPair::generate().map_err(gen_err(what))?;
-        let cert = params.signed_by(&key, &self.issuer).map_err(gen_err(what))?;
-        Ok(Pair { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(gen_err(what))?;
+        Ok(Pair {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
     }
 
     /// The CA's own key pair (used as the service-account token signer).
     #[must_use]
     pub fn as_pair(&self) -> Pair {
-        Pair { cert_pem: self.cert_pem(), key_pem: self.issuer.key().serialize_pem() }
+        Pair {
+            cert_pem: self.cert_pem(),
+            key_pem: self.issuer.key().serialize_pem(),
+        }
     }
 }
 
 /// Writes `contents` to `dir/file` with mode 0600 and returns the path.
 pub fn write(dir: &Path, file: &str, contents: &str) -> Result<PathBuf, CertError> {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join(file);
     let mut f = std::fs::OpenOptions::new()
         .create(true)
@@ -117,7 +138,14 @@ pub fn write(dir: &Path, file: &str, contents: &str) -> Result<PathBuf, CertErro
         .truncate(true)
         .mode(0o600)
         .open(&path)
-        .map_err(|source| CertError::Write { path: path.clone(), source })?;
-    f.write_all(contents.as_bytes()).map_err(|source| CertError::Write { path: path.clone(), source })?;
+        .map_err(|source| CertError::Write {
+            path: path.clone(),
+            source,
+        })?;
+    f.write_all(contents.as_bytes())
+        .map_err(|source| CertError::Write {
+            path: path.clone(),
+            source,
+        })?;
     Ok(path)
 }

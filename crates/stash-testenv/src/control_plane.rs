@@ -15,7 +15,8 @@ use crate::process::{Proc, SpawnError, Spec};
 /// The controllers kube-controller-manager runs: all defaults, minus those that
 /// need a kubelet heartbeat (node lifecycle, taint eviction) and node IPAM.
 /// (Since 1.31 the cloud controllers are not part of it at all; naming them is an error.)
-pub const CONTROLLERS: &str = "*,-node-lifecycle-controller,-taint-eviction-controller,-node-ipam-controller";
+pub const CONTROLLERS: &str =
+    "*,-node-lifecycle-controller,-taint-eviction-controller,-node-ipam-controller";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -36,11 +37,21 @@ pub enum StartError {
         source: SpawnError,
     },
     #[error("{component} exited during startup ({status}); last log lines of {log}:\n{tail}")]
-    Exited { component: &'static str, status: String, log: PathBuf, tail: String },
+    Exited {
+        component: &'static str,
+        status: String,
+        log: PathBuf,
+        tail: String,
+    },
     #[error(
         "{component} was not ready within {timeout:?} (STASH_TESTENV_START_TIMEOUT raises it); last log lines of {log}:\n{tail}"
     )]
-    Timeout { component: &'static str, timeout: Duration, log: PathBuf, tail: String },
+    Timeout {
+        component: &'static str,
+        timeout: Duration,
+        log: PathBuf,
+        tail: String,
+    },
     #[error("failed to build a client from the generated kubeconfig")]
     Kubeconfig(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -73,8 +84,14 @@ pub struct Options {
 impl Options {
     #[must_use]
     pub fn in_dir(dir: PathBuf) -> Self {
-        let secs = std::env::var("STASH_TESTENV_START_TIMEOUT").ok().and_then(|s| s.parse().ok()).unwrap_or(90);
-        Self { dir, start_timeout: Duration::from_secs(secs) }
+        let secs = std::env::var("STASH_TESTENV_START_TIMEOUT")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(90);
+        Self {
+            dir,
+            start_timeout: Duration::from_secs(secs),
+        }
     }
 }
 
@@ -89,10 +106,19 @@ impl ControlPlane {
     /// Starts etcd, then kube-apiserver, then kube-controller-manager, each
     /// waited for before the next (2 cores: starting them together only slows
     /// all three down).
+    #[allow(
+        clippy::too_many_lines,
+        reason = "one linear startup sequence, flags listed inline"
+    )]
     pub async fn start(opts: &Options) -> Result<Self, StartError> {
         let bin_dir = crate::paths::k8s_bin_dir()?;
         let dir = opts.dir.clone();
-        let mkdir = |p: &Path| std::fs::create_dir_all(p).map_err(|source| StartError::RunDir { path: p.to_path_buf(), source });
+        let mkdir = |p: &Path| {
+            std::fs::create_dir_all(p).map_err(|source| StartError::RunDir {
+                path: p.to_path_buf(),
+                source,
+            })
+        };
         let cert_dir = dir.join("certs");
         let log_dir = dir.join("logs");
         for d in [&dir, &cert_dir, &log_dir, &dir.join("kcm")] {
@@ -105,7 +131,10 @@ impl ControlPlane {
         let sa_signer = Ca::new("stash-testenv-sa-signer")?.as_pair();
         let proxy_ca = Ca::new("stash-testenv-front-proxy-ca")?;
         let webhook_ca = Ca::new("stash-testenv-webhook-ca")?;
-        let serving = serving_ca.serving("kube-apiserver", &["kubernetes", "kubernetes.default", "kubernetes.default.svc"])?;
+        let serving = serving_ca.serving(
+            "kube-apiserver",
+            &["kubernetes", "kubernetes.default", "kubernetes.default.svc"],
+        )?;
         let admin = client_ca.client("admin", &["system:masters"])?;
         let proxy_client = proxy_ca.client("front-proxy-client", &[])?;
         let w = |f: &str, c: &str| certs::write(&cert_dir, f, c);
@@ -158,16 +187,27 @@ impl ControlPlane {
                 format!("--proxy-client-key-file={}", p(&proxy_key)),
             ];
             let log = log_dir.join("kube-apiserver.log");
-            let proc = Proc::spawn(Spec::new("kube-apiserver", bin_dir.join("kube-apiserver"), &log).args(args))
-                .map_err(|source| StartError::Spawn { component: "kube-apiserver", source })?;
+            let proc = Proc::spawn(
+                Spec::new("kube-apiserver", bin_dir.join("kube-apiserver"), &log).args(args),
+            )
+            .map_err(|source| StartError::Spawn {
+                component: "kube-apiserver",
+                source,
+            })?;
             let yaml = kubeconfig_yaml(&url, &serving_ca.cert_pem(), &admin);
             let config = config_from_yaml(&yaml).await?;
-            let client = Client::try_from(config.clone()).map_err(|e| StartError::Kubeconfig(Box::new(e)))?;
+            let client = Client::try_from(config.clone())
+                .map_err(|e| StartError::Kubeconfig(Box::new(e)))?;
             let probe = || {
                 let client = client.clone();
                 async move {
-                    let req = http::Request::get("/readyz").body(Vec::new()).expect("static request");
-                    client.request_text(req).await.is_ok_and(|body| body.trim() == "ok")
+                    let req = http::Request::get("/readyz")
+                        .body(Vec::new())
+                        .expect("static request");
+                    client
+                        .request_text(req)
+                        .await
+                        .is_ok_and(|body| body.trim() == "ok")
                 }
             };
             match wait_ready("kube-apiserver", &proc, opts.start_timeout, probe).await {
@@ -199,16 +239,35 @@ impl ControlPlane {
                 "--kube-api-burst=400".into(),
             ];
             let log = log_dir.join("kube-controller-manager.log");
-            let proc = Proc::spawn(Spec::new("kube-controller-manager", bin_dir.join("kube-controller-manager"), &log).args(args))
-                .map_err(|source| StartError::Spawn { component: "kube-controller-manager", source })?;
-            let mut cfg = Config::new(format!("https://127.0.0.1:{port}").parse().expect("valid url"));
+            let proc = Proc::spawn(
+                Spec::new(
+                    "kube-controller-manager",
+                    bin_dir.join("kube-controller-manager"),
+                    &log,
+                )
+                .args(args),
+            )
+            .map_err(|source| StartError::Spawn {
+                component: "kube-controller-manager",
+                source,
+            })?;
+            let mut cfg = Config::new(
+                format!("https://127.0.0.1:{port}")
+                    .parse()
+                    .expect("valid url"),
+            );
             cfg.accept_invalid_certs = true;
             let client = Client::try_from(cfg).map_err(|e| StartError::Kubeconfig(Box::new(e)))?;
             let probe = || {
                 let client = client.clone();
                 async move {
-                    let req = http::Request::get("/healthz").body(Vec::new()).expect("static request");
-                    client.request_text(req).await.is_ok_and(|body| body.trim() == "ok")
+                    let req = http::Request::get("/healthz")
+                        .body(Vec::new())
+                        .expect("static request");
+                    client
+                        .request_text(req)
+                        .await
+                        .is_ok_and(|body| body.trim() == "ok")
                 }
             };
             match wait_ready("kube-controller-manager", &proc, opts.start_timeout, probe).await {
@@ -218,12 +277,24 @@ impl ControlPlane {
             }
         };
 
-        Ok(Self { kcm, apiserver, etcd, dir, kubeconfig_path, kubeconfig_yaml, api_url, bin_dir, webhook_ca })
+        Ok(Self {
+            kcm,
+            apiserver,
+            etcd,
+            dir,
+            kubeconfig_path,
+            kubeconfig_yaml,
+            api_url,
+            bin_dir,
+            webhook_ca,
+        })
     }
 
     /// A fresh client configuration (admin, `system:masters`).
     pub async fn config(&self) -> Config {
-        config_from_yaml(&self.kubeconfig_yaml).await.expect("the generated kubeconfig was valid at startup")
+        config_from_yaml(&self.kubeconfig_yaml)
+            .await
+            .expect("the generated kubeconfig was valid at startup")
     }
 
     #[must_use]
@@ -259,13 +330,20 @@ impl ControlPlane {
     /// PIDs of etcd, kube-apiserver and kube-controller-manager.
     #[must_use]
     pub fn pids(&self) -> [(&str, u32); 3] {
-        [(self.etcd.name(), self.etcd.pid()), (self.apiserver.name(), self.apiserver.pid()), (self.kcm.name(), self.kcm.pid())]
+        [
+            (self.etcd.name(), self.etcd.pid()),
+            (self.apiserver.name(), self.apiserver.pid()),
+            (self.kcm.name(), self.kcm.pid()),
+        ]
     }
 
     /// A serving certificate for a webhook on `https://127.0.0.1:<port>`, and
     /// the CA bundle (PEM) to put in the webhook configuration's `caBundle`.
     pub fn webhook_tls(&self) -> Result<(certs::Pair, String), CertError> {
-        Ok((self.webhook_ca.serving("stash-webhook", &[])?, self.webhook_ca.cert_pem()))
+        Ok((
+            self.webhook_ca.serving("stash-webhook", &[])?,
+            self.webhook_ca.cert_pem(),
+        ))
     }
 
     /// Stops every component (kube-controller-manager, kube-apiserver, etcd).
@@ -276,7 +354,12 @@ impl ControlPlane {
     }
 }
 
-async fn start_etcd(bin_dir: &Path, dir: &Path, log_dir: &Path, timeout: Duration) -> Result<(Proc, String), StartError> {
+async fn start_etcd(
+    bin_dir: &Path,
+    dir: &Path,
+    log_dir: &Path,
+    timeout: Duration,
+) -> Result<(Proc, String), StartError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -294,9 +377,15 @@ async fn start_etcd(bin_dir: &Path, dir: &Path, log_dir: &Path, timeout: Duratio
         let log = log_dir.join("etcd.log");
         let mut spec = Spec::new("etcd", bin_dir.join("etcd"), &log).args(args);
         if std::env::consts::ARCH != "x86_64" && std::env::consts::ARCH != "aarch64" {
-            spec.env.push(("ETCD_UNSUPPORTED_ARCH".into(), std::env::consts::ARCH.into()));
+            spec.env.push((
+                "ETCD_UNSUPPORTED_ARCH".into(),
+                std::env::consts::ARCH.into(),
+            ));
         }
-        let proc = Proc::spawn(spec).map_err(|source| StartError::Spawn { component: "etcd", source })?;
+        let proc = Proc::spawn(spec).map_err(|source| StartError::Spawn {
+            component: "etcd",
+            source,
+        })?;
         let probe = || async move { etcd_healthy(client_port).await };
         match wait_ready("etcd", &proc, timeout, probe).await {
             Ok(()) => return Ok((proc, url)),
@@ -309,11 +398,18 @@ async fn start_etcd(bin_dir: &Path, dir: &Path, log_dir: &Path, timeout: Duratio
 /// `GET /health` over plain HTTP/1.0 (etcd answers `{"health":"true",...}`).
 async fn etcd_healthy(port: u16) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(("127.0.0.1", port))).await
+    let Ok(Ok(mut s)) = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect(("127.0.0.1", port)),
+    )
+    .await
     else {
         return false;
     };
-    if s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").await.is_err() {
+    if s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .is_err()
+    {
         return false;
     }
     let mut buf = Vec::new();
@@ -326,7 +422,12 @@ fn port_conflict(e: &StartError) -> bool {
     matches!(e, StartError::Exited { tail, .. } if tail.contains("address already in use"))
 }
 
-async fn wait_ready<F, Fut>(component: &'static str, proc: &Proc, timeout: Duration, mut probe: F) -> Result<(), StartError>
+async fn wait_ready<F, Fut>(
+    component: &'static str,
+    proc: &Proc,
+    timeout: Duration,
+    mut probe: F,
+) -> Result<(), StartError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -346,7 +447,12 @@ where
             return Ok(());
         }
         if start.elapsed() > timeout {
-            return Err(StartError::Timeout { component, timeout, log: proc.log_path().to_path_buf(), tail: proc.log_tail(30) });
+            return Err(StartError::Timeout {
+                component,
+                timeout,
+                log: proc.log_path().to_path_buf(),
+                tail: proc.log_tail(30),
+            });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -358,7 +464,10 @@ fn b64(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
         for i in 0..4 {
             if i <= chunk.len() {
                 let _ = out.write_char(T[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -387,16 +496,24 @@ fn kubeconfig_yaml(url: &str, ca_pem: &str, admin: &certs::Pair) -> String {
 
 async fn config_from_yaml(yaml: &str) -> Result<Config, StartError> {
     let kc = Kubeconfig::from_yaml(yaml).map_err(|e| StartError::Kubeconfig(Box::new(e)))?;
-    Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.map_err(|e| StartError::Kubeconfig(Box::new(e)))
+    Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| StartError::Kubeconfig(Box::new(e)))
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn base64_matches_the_rfc_4648_test_vectors() {
-        for (plain, encoded) in
-            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE="), ("foobar", "Zm9vYmFy")]
-        {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
             assert_eq!(super::b64(plain), encoded);
         }
     }

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, Patch, PatchParams};
 use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
 use serde::Deserialize;
 
 /// Field manager of everything stash-testenv applies.
@@ -38,46 +38,74 @@ pub enum CrdError {
         source: kube::Error,
     },
     #[error("CRD {name} was not established and served within {timeout:?}: {last}")]
-    NotEstablished { name: String, timeout: Duration, last: String },
+    NotEstablished {
+        name: String,
+        timeout: Duration,
+        last: String,
+    },
 }
 
 /// The CRD directory: `$STASH_TESTENV_CRDS`, else `<repo>/deploy/crds`.
 #[must_use]
 pub fn dir() -> PathBuf {
-    std::env::var_os("STASH_TESTENV_CRDS").map_or_else(|| crate::paths::repo_root().join("deploy/crds"), PathBuf::from)
+    std::env::var_os("STASH_TESTENV_CRDS").map_or_else(
+        || crate::paths::repo_root().join("deploy/crds"),
+        PathBuf::from,
+    )
 }
 
-/// Reads every CustomResourceDefinition in `dir/*.yaml` (multi-document files allowed).
+/// Reads every `CustomResourceDefinition` in `dir/*.yaml` (multi-document files allowed).
 pub fn load(dir: &Path) -> Result<Vec<(PathBuf, CustomResourceDefinition)>, CrdError> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml")).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+                .collect()
+        })
         .unwrap_or_default();
     files.sort();
     let mut out = Vec::new();
     for path in files {
-        let text = std::fs::read_to_string(&path).map_err(|source| CrdError::Read { path: path.clone(), source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| CrdError::Read {
+            path: path.clone(),
+            source,
+        })?;
         for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value = serde_yaml::Value::deserialize(doc).map_err(|source| CrdError::Parse { path: path.clone(), source })?;
+            let value = serde_yaml::Value::deserialize(doc).map_err(|source| CrdError::Parse {
+                path: path.clone(),
+                source,
+            })?;
             if value.is_null() {
                 continue;
             }
-            if value.get("kind").and_then(serde_yaml::Value::as_str) != Some("CustomResourceDefinition") {
+            if value.get("kind").and_then(serde_yaml::Value::as_str)
+                != Some("CustomResourceDefinition")
+            {
                 continue;
             }
             let crd: CustomResourceDefinition =
-                serde_yaml::from_value(value).map_err(|source| CrdError::Parse { path: path.clone(), source })?;
+                serde_yaml::from_value(value).map_err(|source| CrdError::Parse {
+                    path: path.clone(),
+                    source,
+                })?;
             out.push((path.clone(), crd));
         }
     }
     if out.is_empty() {
-        return Err(CrdError::None { dir: dir.to_path_buf() });
+        return Err(CrdError::None {
+            dir: dir.to_path_buf(),
+        });
     }
     Ok(out)
 }
 
 /// Applies every CRD of `dir` (server-side apply, strict field validation) and
 /// waits until each is Established and its resources list through discovery.
-pub async fn install(client: &Client, dir: &Path) -> Result<Vec<CustomResourceDefinition>, CrdError> {
+pub async fn install(
+    client: &Client,
+    dir: &Path,
+) -> Result<Vec<CustomResourceDefinition>, CrdError> {
     let crds = load(dir)?;
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let mut pp = PatchParams::apply(FIELD_MANAGER).force();
@@ -86,7 +114,11 @@ pub async fn install(client: &Client, dir: &Path) -> Result<Vec<CustomResourceDe
         let name = crd.metadata.name.clone().unwrap_or_default();
         api.patch(&name, &pp, &Patch::Apply(crd))
             .await
-            .map_err(|source| CrdError::Apply { name: name.clone(), path: path.clone(), source })?;
+            .map_err(|source| CrdError::Apply {
+                name: name.clone(),
+                path: path.clone(),
+                source,
+            })?;
     }
     let timeout = Duration::from_secs(30);
     let start = Instant::now();
@@ -98,7 +130,11 @@ pub async fn install(client: &Client, dir: &Path) -> Result<Vec<CustomResourceDe
                 Err(last) => last,
             };
             if start.elapsed() > timeout {
-                return Err(CrdError::NotEstablished { name, timeout, last });
+                return Err(CrdError::NotEstablished {
+                    name,
+                    timeout,
+                    last,
+                });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -106,7 +142,11 @@ pub async fn install(client: &Client, dir: &Path) -> Result<Vec<CustomResourceDe
     Ok(crds.into_iter().map(|(_, c)| c).collect())
 }
 
-async fn served(client: &Client, api: &Api<CustomResourceDefinition>, crd: &CustomResourceDefinition) -> Result<(), String> {
+async fn served(
+    client: &Client,
+    api: &Api<CustomResourceDefinition>,
+    crd: &CustomResourceDefinition,
+) -> Result<(), String> {
     let name = crd.metadata.name.clone().unwrap_or_default();
     let live = api.get(&name).await.map_err(|e| e.to_string())?;
     let established = live
@@ -118,9 +158,17 @@ async fn served(client: &Client, api: &Api<CustomResourceDefinition>, crd: &Cust
         return Err("not Established yet".into());
     }
     for v in crd.spec.versions.iter().filter(|v| v.served) {
-        let path = format!("/apis/{}/{}/{}?limit=1", crd.spec.group, v.name, crd.spec.names.plural);
-        let req = http::Request::get(&path).body(Vec::new()).map_err(|e| e.to_string())?;
-        client.request_text(req).await.map_err(|e| format!("GET {path}: {e}"))?;
+        let path = format!(
+            "/apis/{}/{}/{}?limit=1",
+            crd.spec.group, v.name, crd.spec.names.plural
+        );
+        let req = http::Request::get(&path)
+            .body(Vec::new())
+            .map_err(|e| e.to_string())?;
+        client
+            .request_text(req)
+            .await
+            .map_err(|e| format!("GET {path}: {e}"))?;
     }
     Ok(())
 }

@@ -31,8 +31,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, PostParams};
 use kube::Client;
+use kube::api::{Api, DeleteParams, PostParams};
 
 pub use control_plane::ControlPlane;
 pub use pod_runner::{NODE_NAME, PodRunner, STASH_IMAGE, is_stash_image};
@@ -85,7 +85,11 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { dir: None, install_crds: true, pod_runner: true }
+        Self {
+            dir: None,
+            install_crds: true,
+            pod_runner: true,
+        }
     }
 }
 
@@ -107,7 +111,10 @@ pub struct TestEnv {
 
 impl std::fmt::Debug for TestEnv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestEnv").field("dir", &self.dir).field("api_url", &self.control_plane.api_url()).finish_non_exhaustive()
+        f.debug_struct("TestEnv")
+            .field("dir", &self.dir)
+            .field("api_url", &self.control_plane.api_url())
+            .finish_non_exhaustive()
     }
 }
 
@@ -121,15 +128,22 @@ impl Drop for TestEnv {
 }
 
 fn runs_root() -> PathBuf {
-    std::env::var_os("STASH_TESTENV_DIR").map_or_else(|| std::env::temp_dir().join("stash-testenv"), PathBuf::from)
+    std::env::var_os("STASH_TESTENV_DIR")
+        .map_or_else(|| std::env::temp_dir().join("stash-testenv"), PathBuf::from)
 }
 
 /// Removes `run-<pid>-*` directories whose process is gone (interrupted runs).
 fn remove_stale_runs(root: &Path) {
-    let Ok(entries) = std::fs::read_dir(root) else { return };
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix("run-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<u32>().ok()) else {
+        let Some(pid) = name
+            .strip_prefix("run-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
             continue;
         };
         if !Path::new(&format!("/proc/{pid}")).exists() {
@@ -143,7 +157,11 @@ fn fresh_run_dir() -> std::io::Result<PathBuf> {
     let root = runs_root();
     std::fs::create_dir_all(&root)?;
     remove_stale_runs(&root);
-    let dir = root.join(format!("run-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+    let dir = root.join(format!(
+        "run-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
     }
@@ -202,11 +220,18 @@ impl TestEnv {
     pub fn start(opts: &Options) -> Result<TestEnv, Error> {
         let started = Instant::now();
         install_crypto_provider();
-        let stash_bin = if opts.pod_runner { Some(paths::stash_bin()?) } else { None };
+        let stash_bin = if opts.pod_runner {
+            Some(paths::stash_bin()?)
+        } else {
+            None
+        };
         let _ = paths::k8s_bin_dir()?;
         let dir = match &opts.dir {
             Some(d) => d.clone(),
-            None => fresh_run_dir().map_err(|source| control_plane::StartError::RunDir { path: runs_root(), source })?,
+            None => fresh_run_dir().map_err(|source| control_plane::StartError::RunDir {
+                path: runs_root(),
+                source,
+            })?,
         };
         process::install_panic_hook(dir.join("logs"), false);
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -241,7 +266,14 @@ impl TestEnv {
         })?;
         let started_in = started.elapsed();
         tracing::info!(?started_in, dir = %dir.display(), "stash-testenv control plane ready");
-        Ok(TestEnv { runtime: Some(runtime), control_plane, runner, dir, config, started_in })
+        Ok(TestEnv {
+            runtime: Some(runtime),
+            control_plane,
+            runner,
+            dir,
+            config,
+            started_in,
+        })
     }
 
     /// A new admin client. Call it from the test's own runtime (a client is tied
@@ -271,7 +303,9 @@ impl TestEnv {
     /// The pod runner. Panics if the environment was started without one.
     #[must_use]
     pub fn pod_runner(&self) -> &PodRunner {
-        self.runner.as_ref().expect("this TestEnv was started without a pod runner (Options::pod_runner)")
+        self.runner
+            .as_ref()
+            .expect("this TestEnv was started without a pod runner (Options::pod_runner)")
     }
 
     /// The run directory (certificates, etcd data, `logs/`, `node/`).
@@ -299,23 +333,42 @@ impl TestEnv {
     /// unless `STASH_TESTENV_KEEP_NAMESPACES` is set.
     pub async fn namespace(&'static self) -> TestNamespace {
         static N: AtomicU32 = AtomicU32::new(0);
-        let test = std::thread::current().name().unwrap_or("test").rsplit("::").next().unwrap_or("test").to_owned();
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("test")
+            .rsplit("::")
+            .next()
+            .unwrap_or("test")
+            .to_owned();
         let mut base: String = test
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
             .collect::<String>()
             .trim_matches('-')
             .to_owned();
         base.truncate(40);
         let base = base.trim_end_matches('-');
-        let name = format!("{}-{}-{}", if base.is_empty() { "t" } else { base }, std::process::id() % 10000, N.fetch_add(1, Ordering::Relaxed));
+        let name = format!(
+            "{}-{}-{}",
+            if base.is_empty() { "t" } else { base },
+            std::process::id() % 10000,
+            N.fetch_add(1, Ordering::Relaxed)
+        );
         let client = self.client();
         let api: Api<Namespace> = Api::all(client);
         let ns: Namespace = serde_json::from_value(serde_json::json!({
             "metadata": {"name": name, "labels": {NAMESPACE_LABEL: "true"}}
         }))
         .expect("static namespace");
-        api.create(&PostParams::default(), &ns).await.unwrap_or_else(|e| panic!("failed to create test namespace {name}: {e}"));
+        api.create(&PostParams::default(), &ns)
+            .await
+            .unwrap_or_else(|e| panic!("failed to create test namespace {name}: {e}"));
         TestNamespace { name, env: self }
     }
 }
@@ -328,7 +381,9 @@ pub struct TestNamespace {
 
 impl std::fmt::Debug for TestNamespace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestNamespace").field("name", &self.name).finish()
+        f.debug_struct("TestNamespace")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -354,7 +409,9 @@ impl TestNamespace {
     /// A container's output (stdout and stderr) from the pod runner.
     #[must_use]
     pub fn container_log(&self, pod: &str, container: &str) -> String {
-        self.env.pod_runner().container_log(&self.name, pod, container)
+        self.env
+            .pod_runner()
+            .container_log(&self.name, pod, container)
     }
 }
 
@@ -374,7 +431,9 @@ impl Drop for TestNamespace {
         let (config, name) = (self.env.config.clone(), self.name.clone());
         rt.spawn(async move {
             if let Ok(client) = Client::try_from(config) {
-                let _ = Api::<Namespace>::all(client).delete(&name, &DeleteParams::background()).await;
+                let _ = Api::<Namespace>::all(client)
+                    .delete(&name, &DeleteParams::background())
+                    .await;
             }
         });
     }

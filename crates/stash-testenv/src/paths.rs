@@ -11,7 +11,9 @@ pub fn k8s_version() -> &'static str {
         .map(|l| l.trim().trim_start_matches("require").trim())
         .find_map(|l| {
             let mut words = l.split_whitespace();
-            (words.next() == Some("k8s.io/kubernetes")).then(|| words.next()).flatten()
+            (words.next() == Some("k8s.io/kubernetes"))
+                .then(|| words.next())
+                .flatten()
         })
         .expect("tools/k8s/go.mod requires k8s.io/kubernetes")
 }
@@ -19,13 +21,19 @@ pub fn k8s_version() -> &'static str {
 /// The repository root (two levels above this crate).
 #[must_use]
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-    })
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
 }
 
 /// The names of the control-plane binaries built by `scripts/build-k8s`.
-pub const K8S_BINARIES: [&str; 4] = ["etcd", "kube-apiserver", "kube-controller-manager", "kubectl"];
+pub const K8S_BINARIES: [&str; 4] = [
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kubectl",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum BinaryError {
@@ -34,12 +42,19 @@ pub enum BinaryError {
          (Go >= 1.26 and the Go module proxy; about 15-30 min cold, seconds when cached), or point STASH_K8S_BIN at \
          the directory that holds etcd, kube-apiserver, kube-controller-manager and kubectl"
     )]
-    K8sMissing { binary: &'static str, dir: PathBuf, source_of_dir: &'static str },
+    K8sMissing {
+        binary: &'static str,
+        dir: PathBuf,
+        source_of_dir: &'static str,
+    },
     #[error(
         "the stash binary was not found at {path} (from {source_of_path}); build it with `cargo build -p stash-cli` \
          or set STASH_BIN to its path"
     )]
-    StashMissing { path: PathBuf, source_of_path: &'static str },
+    StashMissing {
+        path: PathBuf,
+        source_of_path: &'static str,
+    },
 }
 
 /// The directory with etcd, kube-apiserver, kube-controller-manager and kubectl:
@@ -49,14 +64,24 @@ pub fn k8s_bin_dir() -> Result<PathBuf, BinaryError> {
         (PathBuf::from(dir), "STASH_K8S_BIN")
     } else {
         let cache = std::env::var_os("STASH_K8S_CACHE").map_or_else(
-            || PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/stash-rs/k8s"),
+            || {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                    .join(".cache/stash-rs/k8s")
+            },
             PathBuf::from,
         );
-        (cache.join(k8s_version()).join("bin"), "the default cache, ${STASH_K8S_CACHE:-$HOME/.cache/stash-rs/k8s}/<version>/bin")
+        (
+            cache.join(k8s_version()).join("bin"),
+            "the default cache, ${STASH_K8S_CACHE:-$HOME/.cache/stash-rs/k8s}/<version>/bin",
+        )
     };
     for binary in K8S_BINARIES {
         if !is_executable(&dir.join(binary)) {
-            return Err(BinaryError::K8sMissing { binary, dir, source_of_dir });
+            return Err(BinaryError::K8sMissing {
+                binary,
+                dir,
+                source_of_dir,
+            });
         }
     }
     Ok(dir)
@@ -71,7 +96,10 @@ pub fn stash_bin() -> Result<PathBuf, BinaryError> {
         return if is_executable(&path) {
             Ok(path)
         } else {
-            Err(BinaryError::StashMissing { path, source_of_path: "STASH_BIN" })
+            Err(BinaryError::StashMissing {
+                path,
+                source_of_path: "STASH_BIN",
+            })
         };
     }
     if let Ok(exe) = std::env::current_exe() {
@@ -89,11 +117,15 @@ pub fn stash_bin() -> Result<PathBuf, BinaryError> {
     if is_executable(&path) {
         Ok(path)
     } else {
-        Err(BinaryError::StashMissing { path, source_of_path: "the cargo target directory" })
+        Err(BinaryError::StashMissing {
+            path,
+            source_of_path: "the cargo target directory",
+        })
     }
 }
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }

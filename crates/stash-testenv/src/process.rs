@@ -41,7 +41,11 @@ pub struct Spec {
 }
 
 impl Spec {
-    pub fn new(name: impl Into<String>, program: impl Into<PathBuf>, log: impl Into<PathBuf>) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        program: impl Into<PathBuf>,
+        log: impl Into<PathBuf>,
+    ) -> Self {
         Self {
             name: name.into(),
             program: program.into(),
@@ -82,7 +86,9 @@ pub enum SpawnError {
         #[source]
         source: std::io::Error,
     },
-    #[error("failed to start {program} (through setpriv --pdeathsig KILL; setpriv is in Debian's util-linux)")]
+    #[error(
+        "failed to start {program} (through setpriv --pdeathsig KILL; setpriv is in Debian's util-linux)"
+    )]
     Spawn {
         program: PathBuf,
         #[source]
@@ -120,21 +126,37 @@ fn spawn_here(spec: &Spec) -> Result<Child, SpawnError> {
         .create(true)
         .append(true)
         .open(&spec.log)
-        .map_err(|source| SpawnError::Log { path: spec.log.clone(), source })?;
-    let log2 = log.try_clone().map_err(|source| SpawnError::Log { path: spec.log.clone(), source })?;
+        .map_err(|source| SpawnError::Log {
+            path: spec.log.clone(),
+            source,
+        })?;
+    let log2 = log.try_clone().map_err(|source| SpawnError::Log {
+        path: spec.log.clone(),
+        source,
+    })?;
     let mut cmd = Command::new("setpriv");
-    cmd.arg("--pdeathsig").arg("KILL").arg("--").arg(&spec.program).args(&spec.args);
+    cmd.arg("--pdeathsig")
+        .arg("KILL")
+        .arg("--")
+        .arg(&spec.program)
+        .args(&spec.args);
     if spec.clear_env {
         cmd.env_clear();
         // setpriv itself must be found.
-        cmd.env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()));
+        cmd.env(
+            "PATH",
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+        );
     }
     cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
     }
     cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
-    cmd.spawn().map_err(|source| SpawnError::Spawn { program: spec.program.clone(), source })
+    cmd.spawn().map_err(|source| SpawnError::Spawn {
+        program: spec.program.clone(),
+        source,
+    })
 }
 
 fn registry() -> &'static Mutex<BTreeMap<u32, String>> {
@@ -145,7 +167,12 @@ fn registry() -> &'static Mutex<BTreeMap<u32, String>> {
 /// PIDs (and names) of every child currently alive under this harness.
 #[must_use]
 pub fn live_children() -> Vec<(u32, String)> {
-    registry().lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().map(|(p, n)| (*p, n.clone())).collect()
+    registry()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .map(|(p, n)| (*p, n.clone()))
+        .collect()
 }
 
 impl Proc {
@@ -161,8 +188,17 @@ impl Proc {
             .map_err(|_| SpawnError::SpawnerGone)?;
         let child = rx.recv().map_err(|_| SpawnError::SpawnerGone)??;
         let pid = child.id();
-        registry().lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(pid, name.clone());
-        Ok(Self { name, pid, log, child: Mutex::new(child), exit: Mutex::new(None) })
+        registry()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(pid, name.clone());
+        Ok(Self {
+            name,
+            pid,
+            log,
+            child: Mutex::new(child),
+            exit: Mutex::new(None),
+        })
     }
 
     #[must_use]
@@ -182,12 +218,21 @@ impl Proc {
 
     /// The exit status if the process has ended (reaps it).
     pub fn try_wait(&self) -> Option<ExitStatus> {
-        let mut exit = self.exit.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut exit = self
+            .exit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if exit.is_none() {
-            let mut child = self.child.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut child = self
+                .child
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Ok(Some(status)) = child.try_wait() {
                 *exit = Some(status);
-                registry().lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.pid);
+                registry()
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(&self.pid);
             }
         }
         *exit
@@ -202,7 +247,10 @@ impl Proc {
     /// Sends `signal` unless the process has already been reaped.
     pub fn signal(&self, signal: Signal) {
         if self.try_wait().is_none() {
-            let _ = kill(Pid::from_raw(i32::try_from(self.pid).unwrap_or(i32::MAX)), signal);
+            let _ = kill(
+                Pid::from_raw(i32::try_from(self.pid).unwrap_or(i32::MAX)),
+                signal,
+            );
         }
     }
 
@@ -220,9 +268,20 @@ impl Proc {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.signal(Signal::SIGKILL);
-        let status = self.child.lock().unwrap_or_else(std::sync::PoisonError::into_inner).wait().ok();
-        *self.exit.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = status;
-        registry().lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.pid);
+        let status = self
+            .child
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .wait()
+            .ok();
+        *self
+            .exit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = status;
+        registry()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.pid);
         status
     }
 }
@@ -254,10 +313,16 @@ pub fn install_panic_hook(log_dir: PathBuf, kill_children: bool) {
             previous(info);
             if kill_children {
                 for (pid, _) in live_children() {
-                    let _ = kill(Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX)), Signal::SIGKILL);
+                    let _ = kill(
+                        Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX)),
+                        Signal::SIGKILL,
+                    );
                 }
             } else {
-                eprintln!("stash-testenv: control plane and pod logs are in {}", log_dir.display());
+                eprintln!(
+                    "stash-testenv: control plane and pod logs are in {}",
+                    log_dir.display()
+                );
             }
         }));
     });

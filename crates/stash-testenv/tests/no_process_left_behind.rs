@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 fn alive(pid: u32) -> bool {
     // A zombie still has /proc/<pid>; its state is Z.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
 }
 
 fn start_cluster(dir: &Path) -> (Child, Vec<(u32, String)>) {
@@ -26,13 +28,22 @@ fn start_cluster(dir: &Path) -> (Child, Vec<(u32, String)>) {
     let start = Instant::now();
     while !dir.join("env").exists() {
         if let Some(status) = child.try_wait().unwrap() {
-            panic!("stash-testenv-cluster exited ({status}):\n{}", std::fs::read_to_string(dir.join("cluster.log")).unwrap_or_default());
+            panic!(
+                "stash-testenv-cluster exited ({status}):\n{}",
+                std::fs::read_to_string(dir.join("cluster.log")).unwrap_or_default()
+            );
         }
-        assert!(start.elapsed() < Duration::from_secs(180), "stash-testenv-cluster not ready after 180 s");
+        assert!(
+            start.elapsed() < Duration::from_mins(3),
+            "stash-testenv-cluster not ready after 180 s"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let env = std::fs::read_to_string(dir.join("env")).unwrap();
-    assert!(env.starts_with("export KUBECONFIG=/") && env.ends_with("/kubeconfig\n"), "env file: {env:?}");
+    assert!(
+        env.starts_with("export KUBECONFIG=/") && env.ends_with("/kubeconfig\n"),
+        "env file: {env:?}"
+    );
     let pids: Vec<(u32, String)> = std::fs::read_to_string(dir.join("pids"))
         .unwrap()
         .lines()
@@ -43,9 +54,15 @@ fn start_cluster(dir: &Path) -> (Child, Vec<(u32, String)>) {
         .collect();
     let names: Vec<&str> = pids.iter().map(|(_, n)| n.as_str()).collect();
     for component in ["etcd", "kube-apiserver", "kube-controller-manager"] {
-        assert!(names.contains(&component), "{component} not among the recorded children {names:?}");
+        assert!(
+            names.contains(&component),
+            "{component} not among the recorded children {names:?}"
+        );
     }
-    assert!(pids.iter().all(|(pid, _)| alive(*pid)), "a child died early: {pids:?}");
+    assert!(
+        pids.iter().all(|(pid, _)| alive(*pid)),
+        "a child died early: {pids:?}"
+    );
     (child, pids)
 }
 
@@ -55,7 +72,9 @@ fn assert_all_gone(pids: &[(u32, String)], how: &str) {
         assert!(
             start.elapsed() < Duration::from_secs(20),
             "after {how}, still running: {:?}",
-            pids.iter().filter(|(pid, _)| alive(*pid)).collect::<Vec<_>>()
+            pids.iter()
+                .filter(|(pid, _)| alive(*pid))
+                .collect::<Vec<_>>()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -66,11 +85,22 @@ fn sigterm_and_sigkill_of_the_cluster_process_leave_no_control_plane_process_beh
     let tmp = tempfile::tempdir().unwrap();
 
     let (mut child, pids) = start_cluster(tmp.path());
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id().try_into().unwrap()), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id().try_into().unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let status = child.wait().unwrap();
-    assert!(status.success(), "orderly stop failed ({status}):\n{}", std::fs::read_to_string(tmp.path().join("cluster.log")).unwrap());
+    assert!(
+        status.success(),
+        "orderly stop failed ({status}):\n{}",
+        std::fs::read_to_string(tmp.path().join("cluster.log")).unwrap()
+    );
     assert_all_gone(&pids, "SIGTERM");
-    assert!(!tmp.path().join("env").exists(), "the env file is removed on stop");
+    assert!(
+        !tmp.path().join("env").exists(),
+        "the env file is removed on stop"
+    );
 
     let (mut child, pids) = start_cluster(tmp.path());
     child.kill().unwrap(); // SIGKILL

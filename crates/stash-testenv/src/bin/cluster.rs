@@ -6,6 +6,7 @@
 //! written once ready), `pids` (`<pid> <name>` of every process it started),
 //! and the run directory `run/` (kubeconfig, certificates, `logs/`, `node/`).
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,22 +16,25 @@ use stash_testenv::{Options, TestEnv, error_chain, process};
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "stash_testenv=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "stash_testenv=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let mut args = std::env::args().skip(1);
-    let dir = match (args.next().as_deref(), args.next()) {
-        (Some("--dir"), Some(dir)) => PathBuf::from(dir),
-        _ => {
-            eprintln!("usage: stash-testenv-cluster --dir <state-dir>");
-            return ExitCode::from(2);
-        }
+    let dir = if let (Some("--dir"), Some(dir)) = (args.next().as_deref(), args.next()) {
+        PathBuf::from(dir)
+    } else {
+        eprintln!("usage: stash-testenv-cluster --dir <state-dir>");
+        return ExitCode::from(2);
     };
     let run = dir.join("run");
     let _ = std::fs::remove_dir_all(&run);
     if let Err(e) = std::fs::create_dir_all(&run) {
-        eprintln!("stash-testenv-cluster: error: cannot create {}: {e}", run.display());
+        eprintln!(
+            "stash-testenv-cluster: error: cannot create {}: {e}",
+            run.display()
+        );
         return ExitCode::FAILURE;
     }
     // Any panic here is fatal: kill every child by recorded PID first.
@@ -38,19 +42,28 @@ fn main() -> ExitCode {
     let crds = stash_testenv::crds::dir();
     let install_crds = stash_testenv::crds::load(&crds).is_ok();
     if !install_crds {
-        eprintln!("stash-testenv-cluster: warning: no CRDs in {}; starting without them", crds.display());
+        eprintln!(
+            "stash-testenv-cluster: warning: no CRDs in {}; starting without them",
+            crds.display()
+        );
     }
-    let env = match TestEnv::start(&Options { dir: Some(run.clone()), install_crds, pod_runner: true }) {
+    let env = match TestEnv::start(&Options {
+        dir: Some(run.clone()),
+        install_crds,
+        pod_runner: true,
+    }) {
         Ok(env) => env,
         Err(e) => {
             eprintln!("stash-testenv-cluster: error: {}", error_chain(&e));
             return ExitCode::FAILURE;
         }
     };
-    let mut pids = String::new();
-    for (pid, name) in process::live_children() {
-        pids.push_str(&format!("{pid} {name}\n"));
-    }
+    let pids = process::live_children()
+        .iter()
+        .fold(String::new(), |mut out, (pid, name)| {
+            let _ = writeln!(out, "{pid} {name}");
+            out
+        });
     let line = format!("export KUBECONFIG={}\n", env.kubeconfig_path().display());
     let write = |name: &str, text: &str| -> std::io::Result<()> {
         let tmp = dir.join(format!(".{name}.tmp"));
@@ -58,7 +71,10 @@ fn main() -> ExitCode {
         std::fs::rename(&tmp, dir.join(name))
     };
     if let Err(e) = write("pids", &pids).and_then(|()| write("env", &line)) {
-        eprintln!("stash-testenv-cluster: error: cannot write state files in {}: {e}", dir.display());
+        eprintln!(
+            "stash-testenv-cluster: error: cannot write state files in {}: {e}",
+            dir.display()
+        );
         return ExitCode::FAILURE;
     }
     eprintln!(
@@ -69,7 +85,10 @@ fn main() -> ExitCode {
         env.control_plane().log_dir().display()
     );
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("signal runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("signal runtime");
     rt.block_on(async {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");

@@ -4,15 +4,15 @@
 //! - Registers one Node ([`NODE_NAME`]), Ready, without taints.
 //! - Binds every pending pod (empty `spec.nodeName`, `schedulerName:
 //!   default-scheduler`, no scheduling gates) whose node selector and required
-//!   node affinity (including the DaemonSet controller's `metadata.name`
+//!   node affinity (including the `DaemonSet` controller's `metadata.name`
 //!   match field) allow that node.
 //! - Runs each bound pod: containers whose image is the stash image
 //!   ([`is_stash_image`]) run as local processes of the real `stash` binary with
-//!   the container's args and env (downward API, Secret and ConfigMap values
+//!   the container's args and env (downward API, Secret and `ConfigMap` values
 //!   resolved); init containers first, one after another. Every other
 //!   container is reported Running without being executed.
 //! - Maps volumes to directories under its work directory: emptyDir, Secret,
-//!   ConfigMap and downwardAPI → a per-pod directory; PVC → one directory per
+//!   `ConfigMap` and downwardAPI → a per-pod directory; PVC → one directory per
 //!   claim; hostPath → `<work>/hostpath/<path>`. Container paths cannot be
 //!   mounted without a mount namespace, so a path in an arg or env value that
 //!   starts with a `mountPath` is rewritten to the host directory, and the whole
@@ -35,10 +35,10 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, NodeSelectorRequirement, Pod};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::watcher;
-use kube::runtime::WatchStreamExt;
 use kube::Client;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher;
 
 /// The image the pod runner executes as the local `stash` binary.
 pub const STASH_IMAGE: &str = "stash-rs/stash:test";
@@ -106,12 +106,22 @@ struct State {
 impl PodRunner {
     /// Registers the node and starts the watch loop on the current tokio runtime.
     pub async fn start(client: Client, cfg: Config) -> Result<Self, RunnerError> {
-        for dir in [cfg.work_dir.join("pods"), cfg.work_dir.join("pvc"), cfg.work_dir.join("hostpath")] {
-            std::fs::create_dir_all(&dir).map_err(|source| RunnerError::WorkDir { path: dir.clone(), source })?;
+        for dir in [
+            cfg.work_dir.join("pods"),
+            cfg.work_dir.join("pvc"),
+            cfg.work_dir.join("hostpath"),
+        ] {
+            std::fs::create_dir_all(&dir).map_err(|source| RunnerError::WorkDir {
+                path: dir.clone(),
+                source,
+            })?;
         }
         register_node(&client, &cfg.node_name)
             .await
-            .map_err(|source| RunnerError::RegisterNode { node: cfg.node_name.clone(), source })?;
+            .map_err(|source| RunnerError::RegisterNode {
+                node: cfg.node_name.clone(),
+                source,
+            })?;
         let cfg = Arc::new(cfg);
         let state = Arc::new(Mutex::new(State::default()));
         tokio::spawn(watch_loop(client, Arc::clone(&cfg), state));
@@ -148,13 +158,20 @@ impl PodRunner {
     /// Path of a container's log file (stdout and stderr), whether or not it exists yet.
     #[must_use]
     pub fn container_log_path(&self, namespace: &str, pod: &str, container: &str) -> PathBuf {
-        self.cfg.work_dir.join("pods").join(namespace).join(pod).join("logs").join(format!("{container}.log"))
+        self.cfg
+            .work_dir
+            .join("pods")
+            .join(namespace)
+            .join(pod)
+            .join("logs")
+            .join(format!("{container}.log"))
     }
 
     /// A container's log so far (empty if it never ran).
     #[must_use]
     pub fn container_log(&self, namespace: &str, pod: &str, container: &str) -> String {
-        std::fs::read_to_string(self.container_log_path(namespace, pod, container)).unwrap_or_default()
+        std::fs::read_to_string(self.container_log_path(namespace, pod, container))
+            .unwrap_or_default()
     }
 }
 
@@ -222,15 +239,27 @@ async fn register_node(client: &Client, name: &str) -> Result<(), kube::Error> {
         Err(e) => return Err(e),
     }
     // Status is dropped on create by some versions and stale on re-registration: set it through the subresource.
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(serde_json::json!({"status": status}))).await?;
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"status": status})),
+    )
+    .await?;
     // Remove any taint (e.g. from TaintNodesByCondition if it is enabled).
-    api.patch(name, &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": {"taints": null}}))).await?;
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"taints": null}})),
+    )
+    .await?;
     Ok(())
 }
 
 async fn watch_loop(client: Client, cfg: Arc<Config>, state: Arc<Mutex<State>>) {
     let pods: Api<Pod> = Api::all(client.clone());
-    let mut stream = watcher(pods, watcher::Config::default()).default_backoff().boxed();
+    let mut stream = watcher(pods, watcher::Config::default())
+        .default_backoff()
+        .boxed();
     while let Some(event) = stream.next().await {
         match event {
             Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
@@ -245,13 +274,18 @@ async fn watch_loop(client: Client, cfg: Arc<Config>, state: Arc<Mutex<State>>) 
                 st.handled.remove(&uid);
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = &e as &dyn std::error::Error, "pod runner watch error"),
+            Err(e) => tracing::warn!(
+                error = &e as &dyn std::error::Error,
+                "pod runner watch error"
+            ),
         }
     }
 }
 
 fn on_pod(client: &Client, cfg: &Arc<Config>, state: &Arc<Mutex<State>>, pod: Pod) {
-    let Some(uid) = pod.metadata.uid.clone() else { return };
+    let Some(uid) = pod.metadata.uid.clone() else {
+        return;
+    };
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
     let spec = pod.spec.clone().unwrap_or_default();
@@ -272,7 +306,15 @@ fn on_pod(client: &Client, cfg: &Arc<Config>, state: &Arc<Mutex<State>>, pod: Po
                 "metadata": {"name": name, "namespace": ns},
                 "target": {"apiVersion": "v1", "kind": "Node", "name": node},
             });
-            match api.create_subresource::<_, serde_json::Value>("binding", &name, &PostParams::default(), &binding).await {
+            match api
+                .create_subresource::<_, serde_json::Value>(
+                    "binding",
+                    &name,
+                    &PostParams::default(),
+                    &binding,
+                )
+                .await
+            {
                 Ok(_) => tracing::debug!(namespace = %ns, name = %name, "bound pod"),
                 Err(e) => {
                     tracing::warn!(namespace = %ns, name = %name, error = &e as &dyn std::error::Error, "failed to bind pod");
@@ -296,7 +338,11 @@ fn on_pod(client: &Client, cfg: &Arc<Config>, state: &Arc<Mutex<State>>, pod: Po
         }
         return;
     }
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+    let phase = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending");
     let started = matches!(st.handled.get(&uid), Some(&("running" | "deleting")));
     if st.tasks.contains_key(&uid) || started || phase == "Succeeded" || phase == "Failed" {
         return;
@@ -319,40 +365,60 @@ pub(crate) async fn force_delete(client: &Client, ns: &str, name: &str, uid: &st
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let dp = DeleteParams {
         grace_period_seconds: Some(0),
-        preconditions: Some(Preconditions { uid: Some(uid.to_owned()), resource_version: None }),
+        preconditions: Some(Preconditions {
+            uid: Some(uid.to_owned()),
+            resource_version: None,
+        }),
         ..DeleteParams::default()
     };
     match api.delete(name, &dp).await {
         Ok(_) => tracing::debug!(namespace = %ns, name = %name, "deleted pod"),
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-        Err(e) => tracing::warn!(namespace = %ns, name = %name, error = &e as &dyn std::error::Error, "failed to delete pod"),
+        Err(e) => {
+            tracing::warn!(namespace = %ns, name = %name, error = &e as &dyn std::error::Error, "failed to delete pod");
+        }
     }
 }
 
 fn schedulable_here(pod: &Pod, node: &str) -> bool {
     let Some(spec) = &pod.spec else { return false };
-    if spec.scheduler_name.as_deref().is_some_and(|s| s != "default-scheduler") {
+    if spec
+        .scheduler_name
+        .as_deref()
+        .is_some_and(|s| s != "default-scheduler")
+    {
         return false;
     }
-    if spec.scheduling_gates.as_ref().is_some_and(|g| !g.is_empty()) {
+    if spec
+        .scheduling_gates
+        .as_ref()
+        .is_some_and(|g| !g.is_empty())
+    {
         return false;
     }
     let labels = node_labels(node);
-    if let Some(sel) = &spec.node_selector {
-        if sel.iter().any(|(k, v)| labels.get(k) != Some(v)) {
-            return false;
-        }
+    if let Some(sel) = &spec.node_selector
+        && sel.iter().any(|(k, v)| labels.get(k) != Some(v))
+    {
+        return false;
     }
     let terms = spec
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|na| na.required_during_scheduling_ignored_during_execution.as_ref())
+        .and_then(|na| {
+            na.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
         .map(|r| r.node_selector_terms.clone());
     match terms {
         None => true,
         Some(terms) => terms.iter().any(|term| {
-            let by_label = term.match_expressions.iter().flatten().all(|req| requirement_matches(req, |k| labels.get(k).cloned()));
+            let by_label = term
+                .match_expressions
+                .iter()
+                .flatten()
+                .all(|req| requirement_matches(req, |k| labels.get(k).cloned()));
             let by_field = term.match_fields.iter().flatten().all(|req| {
                 requirement_matches(req, |k| (k == "metadata.name").then(|| node.to_owned()))
             });
@@ -361,7 +427,10 @@ fn schedulable_here(pod: &Pod, node: &str) -> bool {
     }
 }
 
-fn requirement_matches(req: &NodeSelectorRequirement, value_of: impl Fn(&str) -> Option<String>) -> bool {
+fn requirement_matches(
+    req: &NodeSelectorRequirement,
+    value_of: impl Fn(&str) -> Option<String>,
+) -> bool {
     let value = value_of(&req.key);
     let values = req.values.clone().unwrap_or_default();
     match req.operator.as_str() {
@@ -380,10 +449,19 @@ mod tests {
 
     #[test]
     fn stash_images_are_the_test_image_and_any_repository_named_stash() {
-        for image in [STASH_IMAGE, "stashed/stash:v0.34.0", "ghcr.io/stashed/stash@sha256:abc", "stash"] {
+        for image in [
+            STASH_IMAGE,
+            "stashed/stash:v0.34.0",
+            "ghcr.io/stashed/stash@sha256:abc",
+            "stash",
+        ] {
             assert!(is_stash_image(image), "{image}");
         }
-        for image in ["busybox", "stashed/stash-enterprise:v0.34.0", "registry:5000/nginx:stash"] {
+        for image in [
+            "busybox",
+            "stashed/stash-enterprise:v0.34.0",
+            "registry:5000/nginx:stash",
+        ] {
             assert!(!is_stash_image(image), "{image}");
         }
     }
@@ -407,10 +485,16 @@ mod tests {
 
     #[test]
     fn node_selectors_and_scheduling_gates_are_honoured() {
-        let linux = pod("spec: {containers: [{name: c, image: x}], nodeSelector: {kubernetes.io/os: linux}}");
-        let windows = pod("spec: {containers: [{name: c, image: x}], nodeSelector: {kubernetes.io/os: windows}}");
-        let gated = pod("spec: {containers: [{name: c, image: x}], schedulingGates: [{name: wait}]}");
-        let other_scheduler = pod("spec: {containers: [{name: c, image: x}], schedulerName: custom}");
+        let linux = pod(
+            "spec: {containers: [{name: c, image: x}], nodeSelector: {kubernetes.io/os: linux}}",
+        );
+        let windows = pod(
+            "spec: {containers: [{name: c, image: x}], nodeSelector: {kubernetes.io/os: windows}}",
+        );
+        let gated =
+            pod("spec: {containers: [{name: c, image: x}], schedulingGates: [{name: wait}]}");
+        let other_scheduler =
+            pod("spec: {containers: [{name: c, image: x}], schedulerName: custom}");
         assert!(schedulable_here(&linux, NODE_NAME));
         assert!(!schedulable_here(&windows, NODE_NAME));
         assert!(!schedulable_here(&gated, NODE_NAME));

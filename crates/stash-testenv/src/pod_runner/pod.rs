@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
-use kube::api::{Api, Patch, PatchParams};
 use kube::Client;
-use serde_json::{json, Value};
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::resolve::{self, ResolveError};
@@ -17,14 +17,24 @@ use crate::process::{Proc, Spec};
 
 fn now() -> String {
     let t = jiff::Timestamp::now();
-    jiff::Timestamp::from_second(t.as_second()).unwrap_or(t).to_string()
+    jiff::Timestamp::from_second(t.as_second())
+        .unwrap_or(t)
+        .to_string()
 }
 
 #[derive(Debug, Clone)]
 enum State {
     Waiting(&'static str),
-    Running { started: String },
-    Terminated { code: i32, reason: &'static str, message: Option<String>, started: String, finished: String },
+    Running {
+        started: String,
+    },
+    Terminated {
+        code: i32,
+        reason: &'static str,
+        message: Option<String>,
+        started: String,
+        finished: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -38,15 +48,31 @@ struct CStatus {
 
 impl CStatus {
     fn new(c: &Container, init: bool) -> Self {
-        let state = State::Waiting(if init { "PodInitializing" } else { "ContainerCreating" });
-        Self { name: c.name.clone(), image: c.image.clone().unwrap_or_default(), state, restarts: 0, init }
+        let state = State::Waiting(if init {
+            "PodInitializing"
+        } else {
+            "ContainerCreating"
+        });
+        Self {
+            name: c.name.clone(),
+            image: c.image.clone().unwrap_or_default(),
+            state,
+            restarts: 0,
+            init,
+        }
     }
 
     fn json(&self, uid: &str) -> Value {
         let (state, running) = match &self.state {
             State::Waiting(reason) => (json!({"waiting": {"reason": reason}}), false),
             State::Running { started } => (json!({"running": {"startedAt": started}}), true),
-            State::Terminated { code, reason, message, started, finished } => (
+            State::Terminated {
+                code,
+                reason,
+                message,
+                started,
+                finished,
+            } => (
                 json!({"terminated": {"exitCode": code, "reason": reason, "message": message,
                     "startedAt": started, "finishedAt": finished}}),
                 false,
@@ -86,8 +112,15 @@ impl PodRun {
             json!({"type": type_, "status": if ok { "True" } else { "False" }, "reason": reason, "lastTransitionTime": t,
                 "lastProbeTime": null})
         };
-        let all_running = self.main.iter().all(|c| matches!(c.state, State::Running { .. }));
-        let not_ready = if phase == "Succeeded" || phase == "Failed" { "PodCompleted" } else { "ContainersNotReady" };
+        let all_running = self
+            .main
+            .iter()
+            .all(|c| matches!(c.state, State::Running { .. }));
+        let not_ready = if phase == "Succeeded" || phase == "Failed" {
+            "PodCompleted"
+        } else {
+            "ContainersNotReady"
+        };
         let ready_reason = (!all_running).then_some(not_ready);
         let status = json!({
             "phase": phase,
@@ -106,7 +139,14 @@ impl PodRun {
             "containerStatuses": self.main.iter().map(|c| c.json(&self.uid)).collect::<Vec<_>>(),
         });
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.ns);
-        if let Err(e) = api.patch_status(&self.name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await {
+        if let Err(e) = api
+            .patch_status(
+                &self.name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            )
+            .await
+        {
             tracing::debug!(namespace = %self.ns, name = %self.name, error = &e as &dyn std::error::Error, "pod status patch failed");
         }
     }
@@ -118,7 +158,9 @@ impl PodRun {
         volumes: &BTreeMap<String, Result<PathBuf, ResolveError>>,
     ) -> Result<Proc, String> {
         let mounts = resolve::mounts(c, volumes).map_err(|e| e.to_string())?;
-        let env = resolve::env(&self.client, &self.pod, c, &self.pod_ip).await.map_err(|e| e.to_string())?;
+        let env = resolve::env(&self.client, &self.pod, c, &self.pod_ip)
+            .await
+            .map_err(|e| e.to_string())?;
         let args = resolve::stash_args(c, &env, &mounts).map_err(|e| e.to_string())?;
         let home = self.pod_dir.join("home").join(&c.name);
         let tmp = self.pod_dir.join("tmp").join(&c.name);
@@ -126,7 +168,11 @@ impl PodRun {
         for d in [&home, &tmp, &logs] {
             std::fs::create_dir_all(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
         }
-        let mut spec = Spec::new(format!("{}/{}/{}", self.ns, self.name, c.name), &self.cfg.stash_bin, logs.join(format!("{}.log", c.name)));
+        let mut spec = Spec::new(
+            format!("{}/{}/{}", self.ns, self.name, c.name),
+            &self.cfg.stash_bin,
+            logs.join(format!("{}.log", c.name)),
+        );
         spec.args = args;
         spec.clear_env = true;
         spec.env.push(("HOME".into(), home.display().to_string()));
@@ -137,16 +183,27 @@ impl PodRun {
             }
         }
         if let Some(kc) = &self.cfg.kubeconfig {
-            spec.env.push(("KUBECONFIG".into(), kc.display().to_string()));
+            spec.env
+                .push(("KUBECONFIG".into(), kc.display().to_string()));
         }
-        let map: BTreeMap<&str, String> = mounts.iter().map(|(m, d)| (m.as_str(), d.display().to_string())).collect();
-        spec.env.push(("STASH_TESTENV_MOUNTS".into(), serde_json::to_string(&map).unwrap_or_default()));
-        spec.env.extend(env.iter().map(|(k, v)| (k.clone(), resolve::rewrite_path(v, &mounts))));
+        let map: BTreeMap<&str, String> = mounts
+            .iter()
+            .map(|(m, d)| (m.as_str(), d.display().to_string()))
+            .collect();
+        spec.env.push((
+            "STASH_TESTENV_MOUNTS".into(),
+            serde_json::to_string(&map).unwrap_or_default(),
+        ));
+        spec.env.extend(
+            env.iter()
+                .map(|(k, v)| (k.clone(), resolve::rewrite_path(v, &mounts))),
+        );
         spec.cwd = Some(match c.working_dir.as_deref() {
             Some(w) if !w.is_empty() => PathBuf::from(resolve::rewrite_path(w, &mounts)),
             _ => home,
         });
-        let proc = Proc::spawn(spec).map_err(|e| format!("starting {}: {e}", self.cfg.stash_bin.display()))?;
+        let proc = Proc::spawn(spec)
+            .map_err(|e| format!("starting {}: {e}", self.cfg.stash_bin.display()))?;
         tracing::debug!(namespace = %self.ns, pod = %self.name, container = %c.name, pid = proc.pid(), "started container");
         Ok(proc)
     }
@@ -154,7 +211,9 @@ impl PodRun {
 
 fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 async fn stop_all(procs: Vec<Arc<Proc>>, grace: Duration) {
@@ -191,19 +250,46 @@ async fn wait(proc: &Proc, stop: &mut watch::Receiver<bool>) -> Outcome {
 }
 
 /// Runs a pod bound to our node until it ends or is deleted.
-pub async fn run(client: Client, cfg: Arc<Config>, pod: Pod, pod_ip: String, mut stop: watch::Receiver<bool>) {
+#[allow(
+    clippy::too_many_lines,
+    reason = "the pod lifecycle reads best as one sequence: init, start, watch, end"
+)]
+pub async fn run(
+    client: Client,
+    cfg: Arc<Config>,
+    pod: Pod,
+    pod_ip: String,
+    mut stop: watch::Receiver<bool>,
+) {
     let spec = pod.spec.clone().unwrap_or_default();
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
     let uid = pod.metadata.uid.clone().unwrap_or_default();
-    let restart = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
-    let grace = Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).clamp(1, 5).unsigned_abs());
+    let restart = spec
+        .restart_policy
+        .clone()
+        .unwrap_or_else(|| "Always".into());
+    let grace = Duration::from_secs(
+        spec.termination_grace_period_seconds
+            .unwrap_or(30)
+            .clamp(1, 5)
+            .unsigned_abs(),
+    );
     let pod_dir = cfg.work_dir.join("pods").join(&ns).join(&name);
     let _ = std::fs::create_dir_all(pod_dir.join("logs"));
     let mut run = PodRun {
         client: client.clone(),
-        init: spec.init_containers.iter().flatten().map(|c| CStatus::new(c, true)).collect(),
-        main: spec.containers.iter().map(|c| CStatus::new(c, false)).collect(),
+        init: spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(|c| CStatus::new(c, true))
+            .collect(),
+        main: spec
+            .containers
+            .iter()
+            .map(|c| CStatus::new(c, false))
+            .collect(),
         cfg,
         ns: ns.clone(),
         name: name.clone(),
@@ -216,7 +302,14 @@ pub async fn run(client: Client, cfg: Arc<Config>, pod: Pod, pod_ip: String, mut
         pod,
     };
     run.patch("Pending").await;
-    let volumes = resolve::volumes(&client, &run.pod, &run.cfg.work_dir, &run.pod_dir, &run.pod_ip).await;
+    let volumes = resolve::volumes(
+        &client,
+        &run.pod,
+        &run.cfg.work_dir,
+        &run.pod_dir,
+        &run.pod_ip,
+    )
+    .await;
 
     // Init containers, one after another; each must succeed.
     for (i, c) in spec.init_containers.iter().flatten().enumerate() {
@@ -224,20 +317,33 @@ pub async fn run(client: Client, cfg: Arc<Config>, pod: Pod, pod_ip: String, mut
             let started = now();
             if !is_stash_image(c.image.as_deref().unwrap_or_default()) {
                 // Not ours: reported as completed without running (running forever would block the pod).
-                run.init[i].state =
-                    State::Terminated { code: 0, reason: "Completed", message: None, started: started.clone(), finished: started };
+                run.init[i].state = State::Terminated {
+                    code: 0,
+                    reason: "Completed",
+                    message: None,
+                    started: started.clone(),
+                    finished: started,
+                };
                 break;
             }
             let proc = match run.start(c, &volumes).await {
                 Ok(p) => p,
                 Err(msg) => {
-                    run.init[i].state = State::Terminated { code: 128, reason: "StartError", message: Some(msg.clone()), started: started.clone(), finished: now() };
+                    run.init[i].state = State::Terminated {
+                        code: 128,
+                        reason: "StartError",
+                        message: Some(msg.clone()),
+                        started: started.clone(),
+                        finished: now(),
+                    };
                     run.message = Some(format!("init container {}: {msg}", c.name));
                     run.patch("Failed").await;
                     return;
                 }
             };
-            run.init[i].state = State::Running { started: started.clone() };
+            run.init[i].state = State::Running {
+                started: started.clone(),
+            };
             run.patch("Pending").await;
             match wait(&proc, &mut stop).await {
                 Outcome::Stopped => {
@@ -247,12 +353,19 @@ pub async fn run(client: Client, cfg: Arc<Config>, pod: Pod, pod_ip: String, mut
                 }
                 Outcome::Exited(code) => {
                     let reason = if code == 0 { "Completed" } else { "Error" };
-                    run.init[i].state = State::Terminated { code, reason, message: None, started, finished: now() };
+                    run.init[i].state = State::Terminated {
+                        code,
+                        reason,
+                        message: None,
+                        started,
+                        finished: now(),
+                    };
                     if code == 0 {
                         break;
                     }
                     if restart == "Never" {
-                        run.message = Some(format!("init container {} exited with code {code}", c.name));
+                        run.message =
+                            Some(format!("init container {} exited with code {code}", c.name));
                         run.patch("Failed").await;
                         return;
                     }
@@ -279,7 +392,13 @@ pub async fn run(client: Client, cfg: Arc<Config>, pod: Pod, pod_ip: String, mut
                 run.main[i].state = State::Running { started };
             }
             Err(msg) => {
-                run.main[i].state = State::Terminated { code: 128, reason: "StartError", message: Some(msg.clone()), started, finished: now() };
+                run.main[i].state = State::Terminated {
+                    code: 128,
+                    reason: "StartError",
+                    message: Some(msg.clone()),
+                    started,
+                    finished: now(),
+                };
                 run.message = Some(format!("container {}: {msg}", c.name));
             }
         }
@@ -295,28 +414,29 @@ pub async fn run(client: Client, cfg: Arc<Config>, pod: Pod, pod_ip: String, mut
         }
         let mut changed = false;
         for (i, c) in spec.containers.iter().enumerate() {
-            if let Some(p) = &procs[i] {
-                if let Some(status) = p.try_wait() {
-                    let code = exit_code(status);
-                    let started = match &run.main[i].state {
-                        State::Running { started } => started.clone(),
-                        _ => now(),
-                    };
-                    run.main[i].state = State::Terminated {
-                        code,
-                        reason: if code == 0 { "Completed" } else { "Error" },
-                        message: None,
-                        started,
-                        finished: now(),
-                    };
-                    procs[i] = None;
-                    let again = restart == "Always" || (restart == "OnFailure" && code != 0);
-                    if again {
-                        run.main[i].restarts += 1;
-                        restart_at[i] = Some(tokio::time::Instant::now() + backoff(run.main[i].restarts));
-                    }
-                    changed = true;
+            if let Some(p) = &procs[i]
+                && let Some(status) = p.try_wait()
+            {
+                let code = exit_code(status);
+                let started = match &run.main[i].state {
+                    State::Running { started } => started.clone(),
+                    _ => now(),
+                };
+                run.main[i].state = State::Terminated {
+                    code,
+                    reason: if code == 0 { "Completed" } else { "Error" },
+                    message: None,
+                    started,
+                    finished: now(),
+                };
+                procs[i] = None;
+                let again = restart == "Always" || (restart == "OnFailure" && code != 0);
+                if again {
+                    run.main[i].restarts += 1;
+                    restart_at[i] =
+                        Some(tokio::time::Instant::now() + backoff(run.main[i].restarts));
                 }
+                changed = true;
             }
             if restart_at[i].is_some_and(|t| t <= tokio::time::Instant::now()) {
                 restart_at[i] = None;
@@ -330,7 +450,11 @@ pub async fn run(client: Client, cfg: Arc<Config>, pod: Pod, pod_ip: String, mut
                 changed = true;
             }
         }
-        let all_done = run.main.iter().all(|c| matches!(c.state, State::Terminated { .. })) && restart_at.iter().all(Option::is_none);
+        let all_done = run
+            .main
+            .iter()
+            .all(|c| matches!(c.state, State::Terminated { .. }))
+            && restart_at.iter().all(Option::is_none);
         if all_done {
             run.patch(phase_of(&run.main)).await;
             // Terminal: nothing runs any more; deletion is the watch loop's job.
@@ -347,8 +471,12 @@ pub async fn run(client: Client, cfg: Arc<Config>, pod: Pod, pod_ip: String, mut
 }
 
 fn phase_of(main: &[CStatus]) -> &'static str {
-    let failed = main.iter().any(|c| matches!(c.state, State::Terminated { code, .. } if code != 0));
-    let done = main.iter().all(|c| matches!(c.state, State::Terminated { .. }));
+    let failed = main
+        .iter()
+        .any(|c| matches!(c.state, State::Terminated { code, .. } if code != 0));
+    let done = main
+        .iter()
+        .all(|c| matches!(c.state, State::Terminated { .. }));
     match (done, failed) {
         (true, false) => "Succeeded",
         (true, true) => "Failed",
@@ -358,5 +486,6 @@ fn phase_of(main: &[CStatus]) -> &'static str {
 
 /// The kubelet's crash-loop back-off, shortened for tests: 1 s doubling up to 30 s.
 fn backoff(restarts: i32) -> Duration {
-    Duration::from_secs(1u64 << restarts.clamp(1, 6).unsigned_abs().saturating_sub(1)).min(Duration::from_secs(30))
+    Duration::from_secs(1u64 << restarts.clamp(1, 6).unsigned_abs().saturating_sub(1))
+        .min(Duration::from_secs(30))
 }

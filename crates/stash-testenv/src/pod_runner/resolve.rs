@@ -1,13 +1,13 @@
 //! What the kubelet computes before starting a container: environment
-//! (downward API, Secret and ConfigMap references, `$(VAR)` expansion),
+//! (downward API, Secret and `ConfigMap` references, `$(VAR)` expansion),
 //! volumes as host directories, and the container's command line.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Container, ObjectFieldSelector, Pod, Secret, Volume};
-use kube::api::Api;
 use kube::Client;
+use kube::api::Api;
 
 /// Why a container cannot run here; becomes the pod's failure message.
 #[derive(Debug, thiserror::Error)]
@@ -45,39 +45,82 @@ pub fn field_ref(pod: &Pod, sel: &ObjectFieldSelector, pod_ip: &str) -> Result<S
         "spec.serviceAccountName" => spec.service_account_name.unwrap_or_default(),
         "status.hostIP" | "status.hostIPs" => "127.0.0.1".to_owned(),
         "status.podIP" | "status.podIPs" => pod_ip.to_owned(),
-        other => return Err(format!("fieldRef {other} is not supported by the stash-testenv pod runner")),
+        other => {
+            return Err(format!(
+                "fieldRef {other} is not supported by the stash-testenv pod runner"
+            ));
+        }
     })
 }
 
 /// `key="value"` lines, as the kubelet writes labels and annotations into downward-API files.
 fn format_map(map: Option<&BTreeMap<String, String>>) -> String {
-    map.map(|m| m.iter().map(|(k, v)| format!("{k}={v:?}")).collect::<Vec<_>>().join("\n")).unwrap_or_default()
+    map.map(|m| {
+        m.iter()
+            .map(|(k, v)| format!("{k}={v:?}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+    .unwrap_or_default()
 }
 
 async fn secret(client: &Client, ns: &str, name: &str) -> Result<Option<Secret>, String> {
-    Api::<Secret>::namespaced(client.clone(), ns).get_opt(name).await.map_err(|e| format!("reading Secret {name}: {e}"))
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("reading Secret {name}: {e}"))
 }
 
 async fn config_map(client: &Client, ns: &str, name: &str) -> Result<Option<ConfigMap>, String> {
-    Api::<ConfigMap>::namespaced(client.clone(), ns).get_opt(name).await.map_err(|e| format!("reading ConfigMap {name}: {e}"))
+    Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("reading ConfigMap {name}: {e}"))
 }
 
 fn secret_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
-    let mut out: BTreeMap<String, Vec<u8>> =
-        s.data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())).collect();
-    out.extend(s.string_data.iter().flatten().map(|(k, v)| (k.clone(), v.clone().into_bytes())));
+    let mut out: BTreeMap<String, Vec<u8>> = s
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect();
+    out.extend(
+        s.string_data
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone().into_bytes())),
+    );
     out
 }
 
 fn config_map_data(c: &ConfigMap) -> BTreeMap<String, Vec<u8>> {
-    let mut out: BTreeMap<String, Vec<u8>> =
-        c.data.iter().flatten().map(|(k, v)| (k.clone(), v.clone().into_bytes())).collect();
-    out.extend(c.binary_data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())));
+    let mut out: BTreeMap<String, Vec<u8>> = c
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+        .collect();
+    out.extend(
+        c.binary_data
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.0.clone())),
+    );
     out
 }
 
 /// The container's environment, in order, with `$(VAR)` references expanded.
-pub async fn env(client: &Client, pod: &Pod, c: &Container, pod_ip: &str) -> Result<Vec<(String, String)>, ResolveError> {
+#[allow(
+    clippy::too_many_lines,
+    reason = "one branch per kind of env source, as the kubelet has them"
+)]
+pub async fn env(
+    client: &Client,
+    pod: &Pod,
+    c: &Container,
+    pod_ip: &str,
+) -> Result<Vec<(String, String)>, ResolveError> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let mut vars: Vec<(String, String)> = Vec::new();
     let set = |vars: &mut Vec<(String, String)>, k: String, v: String| {
@@ -87,44 +130,92 @@ pub async fn env(client: &Client, pod: &Pod, c: &Container, pod_ip: &str) -> Res
     for from in c.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
         let (data, optional, what) = if let Some(r) = &from.secret_ref {
-            let s = secret(client, &ns, &r.name).await.map_err(|reason| ResolveError::Env { var: "envFrom".into(), reason })?;
-            (s.as_ref().map(secret_data), r.optional.unwrap_or(false), format!("Secret {}", r.name))
+            let s = secret(client, &ns, &r.name)
+                .await
+                .map_err(|reason| ResolveError::Env {
+                    var: "envFrom".into(),
+                    reason,
+                })?;
+            (
+                s.as_ref().map(secret_data),
+                r.optional.unwrap_or(false),
+                format!("Secret {}", r.name),
+            )
         } else if let Some(r) = &from.config_map_ref {
-            let c = config_map(client, &ns, &r.name).await.map_err(|reason| ResolveError::Env { var: "envFrom".into(), reason })?;
-            (c.as_ref().map(config_map_data), r.optional.unwrap_or(false), format!("ConfigMap {}", r.name))
+            let c = config_map(client, &ns, &r.name)
+                .await
+                .map_err(|reason| ResolveError::Env {
+                    var: "envFrom".into(),
+                    reason,
+                })?;
+            (
+                c.as_ref().map(config_map_data),
+                r.optional.unwrap_or(false),
+                format!("ConfigMap {}", r.name),
+            )
         } else {
             continue;
         };
         match data {
             Some(data) => {
                 for (k, v) in data {
-                    set(&mut vars, format!("{prefix}{k}"), String::from_utf8_lossy(&v).into_owned());
+                    set(
+                        &mut vars,
+                        format!("{prefix}{k}"),
+                        String::from_utf8_lossy(&v).into_owned(),
+                    );
                 }
             }
             None if optional => {}
-            None => return Err(ResolveError::Env { var: "envFrom".into(), reason: format!("{what} not found") }),
+            None => {
+                return Err(ResolveError::Env {
+                    var: "envFrom".into(),
+                    reason: format!("{what} not found"),
+                });
+            }
         }
     }
     for e in c.env.iter().flatten() {
         let value = if let Some(v) = &e.value {
             expand(v, &vars)
         } else if let Some(from) = &e.value_from {
-            let err = |reason: String| ResolveError::Env { var: e.name.clone(), reason };
+            let err = |reason: String| ResolveError::Env {
+                var: e.name.clone(),
+                reason,
+            };
             if let Some(f) = &from.field_ref {
                 field_ref(pod, f, pod_ip).map_err(err)?
             } else if let Some(r) = &from.secret_key_ref {
-                let data = secret(client, &ns, &r.name).await.map_err(err)?.as_ref().map(secret_data);
+                let data = secret(client, &ns, &r.name)
+                    .await
+                    .map_err(err)?
+                    .as_ref()
+                    .map(secret_data);
                 match data.and_then(|d| d.get(&r.key).cloned()) {
                     Some(v) => String::from_utf8_lossy(&v).into_owned(),
                     None if r.optional.unwrap_or(false) => continue,
-                    None => return Err(err(format!("Secret {} has no key {} (or does not exist)", r.name, r.key))),
+                    None => {
+                        return Err(err(format!(
+                            "Secret {} has no key {} (or does not exist)",
+                            r.name, r.key
+                        )));
+                    }
                 }
             } else if let Some(r) = &from.config_map_key_ref {
-                let data = config_map(client, &ns, &r.name).await.map_err(err)?.as_ref().map(config_map_data);
+                let data = config_map(client, &ns, &r.name)
+                    .await
+                    .map_err(err)?
+                    .as_ref()
+                    .map(config_map_data);
                 match data.and_then(|d| d.get(&r.key).cloned()) {
                     Some(v) => String::from_utf8_lossy(&v).into_owned(),
                     None if r.optional.unwrap_or(false) => continue,
-                    None => return Err(err(format!("ConfigMap {} has no key {} (or does not exist)", r.name, r.key))),
+                    None => {
+                        return Err(err(format!(
+                            "ConfigMap {} has no key {} (or does not exist)",
+                            r.name, r.key
+                        )));
+                    }
                 }
             } else {
                 return Err(err("only fieldRef, secretKeyRef and configMapKeyRef are supported by the pod runner".into()));
@@ -151,13 +242,12 @@ pub fn expand(s: &str, vars: &[(String, String)]) -> String {
         } else if let Some(inner) = after.strip_prefix('(') {
             if let Some(end) = inner.find(')') {
                 let name = &inner[..end];
-                match vars.iter().rev().find(|(k, _)| k == name) {
-                    Some((_, v)) => out.push_str(v),
-                    None => {
-                        out.push_str("$(");
-                        out.push_str(name);
-                        out.push(')');
-                    }
+                if let Some((_, v)) = vars.iter().rev().find(|(k, _)| k == name) {
+                    out.push_str(v);
+                } else {
+                    out.push_str("$(");
+                    out.push_str(name);
+                    out.push(')');
                 }
                 rest = &inner[end + 1..];
             } else {
@@ -187,7 +277,13 @@ pub async fn volumes(
     let mut out = BTreeMap::new();
     for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
         let res = volume(client, pod, &ns, v, work, pod_dir, pod_ip).await;
-        out.insert(v.name.clone(), res.map_err(|reason| ResolveError::Volume { volume: v.name.clone(), reason }));
+        out.insert(
+            v.name.clone(),
+            res.map_err(|reason| ResolveError::Volume {
+                volume: v.name.clone(),
+                reason,
+            }),
+        );
     }
     out
 }
@@ -202,7 +298,8 @@ async fn volume(
     pod_ip: &str,
 ) -> Result<PathBuf, String> {
     let own = pod_dir.join("volumes").join(&v.name);
-    let mkdir = |p: &Path| std::fs::create_dir_all(p).map_err(|e| format!("creating {}: {e}", p.display()));
+    let mkdir =
+        |p: &Path| std::fs::create_dir_all(p).map_err(|e| format!("creating {}: {e}", p.display()));
     let write_all = |dir: &Path, files: Vec<(String, Vec<u8>)>| -> Result<(), String> {
         for (name, data) in files {
             let path = dir.join(&name);
@@ -213,10 +310,15 @@ async fn volume(
         }
         Ok(())
     };
-    let pick = |data: BTreeMap<String, Vec<u8>>, items: Option<&Vec<k8s_openapi::api::core::v1::KeyToPath>>| match items {
-        None => data.into_iter().collect::<Vec<_>>(),
-        Some(items) => items.iter().filter_map(|i| data.get(&i.key).map(|d| (i.path.clone(), d.clone()))).collect(),
-    };
+    let pick =
+        |data: BTreeMap<String, Vec<u8>>,
+         items: Option<&Vec<k8s_openapi::api::core::v1::KeyToPath>>| match items {
+            None => data.into_iter().collect::<Vec<_>>(),
+            Some(items) => items
+                .iter()
+                .filter_map(|i| data.get(&i.key).map(|d| (i.path.clone(), d.clone())))
+                .collect(),
+        };
     if v.empty_dir.is_some() {
         mkdir(&own)?;
         Ok(own)
@@ -268,8 +370,18 @@ pub fn mounts(
     for m in c.volume_mounts.iter().flatten() {
         let dir = match volumes.get(&m.name) {
             Some(Ok(dir)) => dir.clone(),
-            Some(Err(e)) => return Err(ResolveError::Volume { volume: m.name.clone(), reason: e.to_string() }),
-            None => return Err(ResolveError::Volume { volume: m.name.clone(), reason: "not defined in the pod".into() }),
+            Some(Err(e)) => {
+                return Err(ResolveError::Volume {
+                    volume: m.name.clone(),
+                    reason: e.to_string(),
+                });
+            }
+            None => {
+                return Err(ResolveError::Volume {
+                    volume: m.name.clone(),
+                    reason: "not defined in the pod".into(),
+                });
+            }
         };
         let dir = match m.sub_path.as_deref() {
             Some(sub) if !sub.is_empty() => {
@@ -288,10 +400,10 @@ pub fn mounts(
 /// Rewrites a container path (or `--flag=<path>`) that lies under a mount to the host directory.
 #[must_use]
 pub fn rewrite_path(s: &str, mounts: &[(String, PathBuf)]) -> String {
-    if let Some((flag, value)) = s.split_once('=') {
-        if flag.starts_with('-') {
-            return format!("{flag}={}", rewrite_path(value, mounts));
-        }
+    if let Some((flag, value)) = s.split_once('=')
+        && flag.starts_with('-')
+    {
+        return format!("{flag}={}", rewrite_path(value, mounts));
     }
     for (mp, dir) in mounts {
         if mp.is_empty() {
@@ -300,10 +412,10 @@ pub fn rewrite_path(s: &str, mounts: &[(String, PathBuf)]) -> String {
         if s == mp {
             return dir.display().to_string();
         }
-        if let Some(rest) = s.strip_prefix(mp.as_str()) {
-            if rest.starts_with('/') {
-                return format!("{}{rest}", dir.display());
-            }
+        if let Some(rest) = s.strip_prefix(mp.as_str())
+            && rest.starts_with('/')
+        {
+            return format!("{}{rest}", dir.display());
         }
     }
     s.to_owned()
@@ -311,10 +423,17 @@ pub fn rewrite_path(s: &str, mounts: &[(String, PathBuf)]) -> String {
 
 /// The arguments for the stash binary: `command[1..] + args` (or `args` without a command),
 /// `$(VAR)`-expanded and path-rewritten.
-pub fn stash_args(c: &Container, env: &[(String, String)], mounts: &[(String, PathBuf)]) -> Result<Vec<String>, ResolveError> {
+pub fn stash_args(
+    c: &Container,
+    env: &[(String, String)],
+    mounts: &[(String, PathBuf)],
+) -> Result<Vec<String>, ResolveError> {
     let mut argv: Vec<String> = Vec::new();
     if let Some(cmd) = c.command.as_ref().filter(|c| !c.is_empty()) {
-        let exe = Path::new(&cmd[0]).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let exe = Path::new(&cmd[0])
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if !exe.starts_with("stash") {
             return Err(ResolveError::Command {
                 container: c.name.clone(),
@@ -328,7 +447,10 @@ pub fn stash_args(c: &Container, env: &[(String, String)], mounts: &[(String, Pa
         argv.extend(cmd[1..].iter().cloned());
     }
     argv.extend(c.args.iter().flatten().cloned());
-    Ok(argv.iter().map(|a| rewrite_path(&expand(a, env), mounts)).collect())
+    Ok(argv
+        .iter()
+        .map(|a| rewrite_path(&expand(a, env), mounts))
+        .collect())
 }
 
 #[cfg(test)]
@@ -337,14 +459,20 @@ mod tests {
 
     #[test]
     fn dollar_paren_references_expand_like_the_kubelet() {
-        let vars = vec![("A".to_owned(), "1".to_owned()), ("B".to_owned(), "x y".to_owned())];
+        let vars = vec![
+            ("A".to_owned(), "1".to_owned()),
+            ("B".to_owned(), "x y".to_owned()),
+        ];
         assert_eq!(expand("$(A)-$(B)", &vars), "1-x y");
         assert_eq!(expand("$$(A) $(C) $ $(", &vars), "$(A) $(C) $ $(");
     }
 
     #[test]
     fn paths_under_a_mount_are_rewritten_and_others_are_kept() {
-        let mounts = vec![("/data/sub".to_owned(), PathBuf::from("/h/sub")), ("/data".to_owned(), PathBuf::from("/h/data"))];
+        let mounts = vec![
+            ("/data/sub".to_owned(), PathBuf::from("/h/sub")),
+            ("/data".to_owned(), PathBuf::from("/h/data")),
+        ];
         assert_eq!(rewrite_path("/data", &mounts), "/h/data");
         assert_eq!(rewrite_path("/data/a/b", &mounts), "/h/data/a/b");
         assert_eq!(rewrite_path("/data/sub/c", &mounts), "/h/sub/c");
@@ -355,10 +483,17 @@ mod tests {
 
     #[test]
     fn commands_other_than_stash_are_refused() {
-        let c: Container = serde_yaml::from_str("{name: c, image: stash-rs/stash:test, command: [sh, -c, ls]}").unwrap();
-        assert!(stash_args(&c, &[], &[]).is_err());
         let c: Container =
-            serde_yaml::from_str("{name: c, image: stash-rs/stash:test, command: [/stash], args: [backup, $(X)]}").unwrap();
-        assert_eq!(stash_args(&c, &[("X".into(), "/d".into())], &[]).unwrap(), ["backup", "/d"]);
+            serde_yaml::from_str("{name: c, image: stash-rs/stash:test, command: [sh, -c, ls]}")
+                .unwrap();
+        assert!(stash_args(&c, &[], &[]).is_err());
+        let c: Container = serde_yaml::from_str(
+            "{name: c, image: stash-rs/stash:test, command: [/stash], args: [backup, $(X)]}",
+        )
+        .unwrap();
+        assert_eq!(
+            stash_args(&c, &[("X".into(), "/d".into())], &[]).unwrap(),
+            ["backup", "/d"]
+        );
     }
 }
