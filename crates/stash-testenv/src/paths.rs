@@ -39,7 +39,7 @@ pub const K8S_BINARIES: [&str; 4] = [
 pub enum BinaryError {
     #[error(
         "{binary} not found in {dir} (from {source_of_dir}); build the test control plane with `scripts/build-k8s` \
-         (Go >= 1.26 and the Go module proxy; about 15-30 min cold, seconds when cached), or point STASH_K8S_BIN at \
+         (Go >= 1.26 and the Go module proxy; about 6 min on 2 idle cores when cold, under a second when built), or point STASH_K8S_BIN at \
          the directory that holds etcd, kube-apiserver, kube-controller-manager and kubectl"
     )]
     K8sMissing {
