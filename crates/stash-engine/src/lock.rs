@@ -126,9 +126,10 @@ impl Sealer {
             return None;
         }
         let plain = self.0.decrypt(Nonce::<Aes256CtrPoly1305Aes>::from_slice(&sealed[..16]), &sealed[16..]).ok()?;
-        // Repository v2 may compress: a leading 2 marks zstd; JSON starts with `{`.
+        // Repository v2 compresses: a leading 2 marks a zstd frame; plain JSON starts with `{`.
         match plain.first() {
             Some(b'{') => Some(plain),
+            Some(2) => zstd::decode_all(&plain[1..]).ok(),
             _ => None,
         }
     }

@@ -33,12 +33,10 @@ pub(crate) enum LockKind {
     Exclusive,
 }
 
-/// Options of `init`.
+/// Options of `init`. New repositories use format 2 (compressed); rustic_core cannot create
+/// format 1, though it reads and writes existing ones.
 #[derive(Debug, Clone, Default)]
-pub struct InitOptions {
-    /// Repository format version: 2 (compressed, the default) or 1 (restic < 0.14 compatible).
-    pub version: Option<u32>,
-}
+pub struct InitOptions {}
 
 impl Engine {
     #[must_use]
@@ -175,20 +173,12 @@ impl Engine {
     }
 
     /// Creates a new repository; refuses to touch one that already exists.
-    pub fn init(&self, options: &InitOptions) -> Result<String, EngineError> {
+    pub fn init(&self, _options: &InitOptions) -> Result<String, EngineError> {
         let repo = self.unopened()?;
         if matches!(repo.config_id(), Ok(Some(_))) {
             return Err(EngineError::RepositoryExists { location: self.location.to_string() });
         }
-        if let Some(version) = options.version
-            && !(1..=2).contains(&version)
-        {
-            return Err(EngineError::InvalidRepository {
-                repository: self.location.to_string(),
-                reason: format!("repository version {version} is not supported; use 1 or 2"),
-            });
-        }
-        let config = ConfigOptions::default().set_version(options.version.or(Some(2)));
+        let config = ConfigOptions::default().set_version(Some(2));
         let repo = repo
             .init(&Credentials::password(self.password.expose()), &KeyOptions::default(), &config)
             .map_err(EngineError::repository("initialize the repository"))?;

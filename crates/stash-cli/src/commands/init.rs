@@ -6,13 +6,15 @@ use crate::cli::{RepoArgs, InitArgs};
 use crate::exit_code::ExitCode;
 
 pub fn run(repo_args: &RepoArgs, args: &InitArgs) -> anyhow::Result<ExitCode> {
-    let version = match args.repository_version.as_deref() {
-        None | Some("latest" | "stable" | "2") => 2,
-        Some("1") => 1,
-        Some(other) => bail!("--repository-version {other} is not supported; use 1, 2, latest or stable"),
-    };
+    match args.repository_version.as_deref() {
+        None | Some("latest" | "stable" | "2") => {}
+        Some("1") => bail!(
+            "stash creates repository format 2 only; create a format 1 repository with `restic init --repository-version 1` (stash reads and writes it)"
+        ),
+        Some(other) => bail!("--repository-version {other} is not supported; use 2, latest or stable"),
+    }
     let engine = repo::engine(repo_args)?;
-    let id = engine.init(&InitOptions { version: Some(version) })?;
+    let id = engine.init(&InitOptions::default())?;
     if repo_args.json {
         repo::print_json(&serde_json::json!({"message_type": "initialized", "id": id, "repository": engine.location().to_string()}))?;
     } else {
