@@ -84,7 +84,7 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// Repository format: 2 (compressed, default) or 1 (readable by restic older than 0.14).
+    /// Repository format: 2 (compressed; restic 0.14+ reads it). Format 1 repositories made by restic are read and written too.
     #[arg(long, value_name = "VERSION")]
     pub repository_version: Option<String>,
 }
