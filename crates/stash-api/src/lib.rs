@@ -3,6 +3,11 @@
 //!
 //! No client and no async runtime here: these types are the contract between operator, agent and CLI.
 
+// Kind names (BackupConfiguration, RestoreSession, ...) are prose in these docs, not code.
+#![allow(clippy::doc_markdown)]
+// kube's `CustomResource` derive takes repeated `printcolumn`/`category` attributes by design.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod common;
 pub mod condition;
 pub mod crd;

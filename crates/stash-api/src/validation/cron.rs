@@ -116,12 +116,11 @@ fn check_part(part: &str, name: &str, min: u32, max: u32) -> Result<(), String> 
     if range == "*" || range == "?" {
         return Ok(());
     }
-    let (lo, hi) = match range.split_once('-') {
-        Some((a, b)) => (value(a, name, min, max)?, value(b, name, min, max)?),
-        None => {
-            let v = value(range, name, min, max)?;
-            (v, v)
-        }
+    let (lo, hi) = if let Some((a, b)) = range.split_once('-') {
+        (value(a, name, min, max)?, value(b, name, min, max)?)
+    } else {
+        let v = value(range, name, min, max)?;
+        (v, v)
     };
     if lo > hi {
         return Err(format!("range start {lo} is beyond its end {hi}"));

@@ -69,16 +69,15 @@ pub fn check(
                     format!("use a value between {} and {}", i32::MIN, i32::MAX),
                 ));
             }
+            #[allow(clippy::cast_precision_loss)] // bounds in CRDs are small
             check_bounds(n as f64, schema, path, out);
         }
         "number" => match value.as_f64() {
             Some(n) => check_bounds(n, schema, path, out),
             None => out.push(type_issue(path, "a number", value)),
         },
-        "boolean" => {
-            if !value.is_boolean() {
-                out.push(type_issue(path, "true or false", value));
-            }
+        "boolean" if !value.is_boolean() => {
+            out.push(type_issue(path, "true or false", value));
         }
         _ => {}
     }

@@ -16,6 +16,7 @@ use crate::labels::{
 };
 use crate::v1alpha1::{FromNamespaces, UsagePolicy};
 
+#[allow(clippy::too_many_lines)] // one arm per kind reads best as a table
 pub fn check(object: &StashObject, out: &mut Vec<Issue>) {
     match object {
         StashObject::Repository(r) => {
@@ -64,7 +65,7 @@ pub fn check(object: &StashObject, out: &mut Vec<Issue>) {
                 let p = format!("spec.members[{i}]");
                 match &m.target {
                     Some(t) => {
-                        backup_target(t, driver, m.task.as_ref(), &format!("{p}.target"), out)
+                        backup_target(t, driver, m.task.as_ref(), &format!("{p}.target"), out);
                     }
                     None => out.push(Issue::error(
                         &format!("{p}.target"),
@@ -208,6 +209,7 @@ pub fn check(object: &StashObject, out: &mut Vec<Issue>) {
 // ---------------------------------------------------------------------------------------------------------
 // Backends
 
+#[allow(clippy::too_many_lines)] // one block per provider
 fn backend(b: &Backend, path: &str, blueprint: bool, out: &mut Vec<Issue>) {
     let providers = b.providers();
     match providers.len() {
@@ -787,18 +789,17 @@ fn restore_target(
     path: &str,
     out: &mut Vec<Issue>,
 ) {
-    let class = match &t.reference {
-        Some(r) => target_ref(r, driver, path, out),
-        None => {
-            if driver == Driver::Restic {
-                out.push(Issue::error(
-                    &format!("{path}.ref"),
-                    "the restore target has no `ref`",
-                    "set `ref` to the workload, PVC or AppBinding to restore into",
-                ));
-            }
-            None
+    let class = if let Some(r) = &t.reference {
+        target_ref(r, driver, path, out)
+    } else {
+        if driver == Driver::Restic {
+            out.push(Issue::error(
+                &format!("{path}.ref"),
+                "the restore target has no `ref`",
+                "set `ref` to the workload, PVC or AppBinding to restore into",
+            ));
         }
+        None
     };
     volume_mounts(
         t.volume_mounts.as_deref().unwrap_or_default(),
@@ -997,20 +998,7 @@ fn backup_session(bs: &crate::v1beta1::BackupSession, out: &mut Vec<Issue>) {
     let Some((kind, name)) = invoker else { return };
     let has_type = labels.contains_key(LABEL_INVOKER_TYPE);
     let has_name = labels.contains_key(LABEL_INVOKER_NAME);
-    if !(has_type && has_name) {
-        let obsolete = if labels.contains_key(LABEL_BACKUP_CONFIGURATION_OBSOLETE) {
-            format!(
-                " (the obsolete label `{LABEL_BACKUP_CONFIGURATION_OBSOLETE}` is no longer used)"
-            )
-        } else {
-            String::new()
-        };
-        out.push(Issue::warning(
-            "metadata.labels",
-            format!("the session lacks the invoker labels{obsolete}, so a workload's stash sidecar never picks it up"),
-            format!("add labels `{LABEL_INVOKER_TYPE}: {kind}` and `{LABEL_INVOKER_NAME}: {name}`"),
-        ));
-    } else {
+    if has_type && has_name {
         for (key, want) in [(LABEL_INVOKER_TYPE, &kind), (LABEL_INVOKER_NAME, &name)] {
             if labels.get(key).is_some_and(|v| v != want) {
                 out.push(Issue::error(
@@ -1023,5 +1011,18 @@ fn backup_session(bs: &crate::v1beta1::BackupSession, out: &mut Vec<Issue>) {
                 ));
             }
         }
+    } else {
+        let obsolete = if labels.contains_key(LABEL_BACKUP_CONFIGURATION_OBSOLETE) {
+            format!(
+                " (the obsolete label `{LABEL_BACKUP_CONFIGURATION_OBSOLETE}` is no longer used)"
+            )
+        } else {
+            String::new()
+        };
+        out.push(Issue::warning(
+            "metadata.labels",
+            format!("the session lacks the invoker labels{obsolete}, so a workload's stash sidecar never picks it up"),
+            format!("add labels `{LABEL_INVOKER_TYPE}: {kind}` and `{LABEL_INVOKER_NAME}: {name}`"),
+        ));
     }
 }

@@ -1,4 +1,4 @@
-//! `stash crd`: print (or write) the CustomResourceDefinitions of every Stash kind.
+//! `stash crd`: print (or write) the `CustomResourceDefinition`s of every Stash kind.
 
 use std::path::PathBuf;
 
@@ -16,26 +16,23 @@ pub struct CrdArgs {
 
 pub fn run(args: &CrdArgs) -> anyhow::Result<ExitCode> {
     let crds = stash_api::crd::all();
-    match &args.output_dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("failed to create --output-dir {}", dir.display()))?;
-            for crd in &crds {
-                let path = dir.join(stash_api::crd::file_name(crd));
-                let yaml = stash_api::crd::to_yaml(crd).context("failed to serialize a CRD")?;
-                std::fs::write(&path, yaml)
-                    .with_context(|| format!("failed to write {}", path.display()))?;
-                write_stdout(&format!("{}\n", path.display()))?;
-            }
+    if let Some(dir) = &args.output_dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("failed to create --output-dir {}", dir.display()))?;
+        for crd in &crds {
+            let path = dir.join(stash_api::crd::file_name(crd));
+            let yaml = stash_api::crd::to_yaml(crd).context("failed to serialize a CRD")?;
+            std::fs::write(&path, yaml)
+                .with_context(|| format!("failed to write {}", path.display()))?;
+            write_stdout(&format!("{}\n", path.display()))?;
         }
-        None => {
-            let mut out = String::new();
-            for crd in &crds {
-                out.push_str("---\n");
-                out.push_str(&stash_api::crd::to_yaml(crd).context("failed to serialize a CRD")?);
-            }
-            write_stdout(&out)?;
+    } else {
+        let mut out = String::new();
+        for crd in &crds {
+            out.push_str("---\n");
+            out.push_str(&stash_api::crd::to_yaml(crd).context("failed to serialize a CRD")?);
         }
+        write_stdout(&out)?;
     }
     Ok(ExitCode::Ok)
 }
