@@ -31,10 +31,9 @@ impl Engine {
         let (repo, _lock) = self.open_locked(crate::repo::LockKind::Exclusive)?;
         let mut options = CheckOptions::default().read_data(request.read_data || request.read_data_subset.is_some());
         if let Some(subset) = &request.read_data_subset {
-            let subset: ReadSubsetOption = subset.parse().map_err(|source| EngineError::Repository {
-                action: "parse --read-data-subset (use n/m, x% or a size such as 1G)",
-                source,
-            })?;
+            let subset: ReadSubsetOption = subset
+                .parse()
+                .map_err(EngineError::repository("parse --read-data-subset (use n/m, x% or a size such as 1G)"))?;
             options = options.read_data_subset(subset);
         }
         let results = repo.check(options).map_err(EngineError::repository("check the repository"))?;

@@ -17,13 +17,9 @@ pub enum EngineError {
     InvalidRepository { repository: String, reason: String },
 
     #[error(
-        "no repository found at `{location}`: run `stash init -r {location}` to create one, or check the location and credentials"
+        "no repository found at `{location}`: run `stash init -r {location}` to create one, or check the location and credentials{detail}"
     )]
-    RepositoryNotFound {
-        location: String,
-        #[source]
-        source: Option<Box<rustic_core::RusticError>>,
-    },
+    RepositoryNotFound { location: String, detail: String },
 
     #[error("repository at `{location}` already exists (config file present); refusing to initialize it again")]
     RepositoryExists { location: String },
@@ -43,12 +39,9 @@ pub enum EngineError {
         source: std::io::Error,
     },
 
-    #[error("failed to {action}")]
-    Repository {
-        action: &'static str,
-        #[source]
-        source: Box<rustic_core::RusticError>,
-    },
+    /// rustic_core's own report is long and multi-line; `detail` is its one-line form.
+    #[error("failed to {action}: {detail}")]
+    Repository { action: &'static str, detail: String },
 
     #[error("no snapshot matches `{spec}`{filter}")]
     SnapshotNotFound { spec: String, filter: String },
@@ -88,7 +81,7 @@ pub enum EngineError {
 
 impl EngineError {
     pub(crate) fn repository(action: &'static str) -> impl FnOnce(Box<rustic_core::RusticError>) -> Self {
-        move |source| Self::Repository { action, source }
+        move |source| Self::Repository { action, detail: one_line(&source) }
     }
 
     /// Whether a retry can succeed without a change of input.
@@ -101,4 +94,17 @@ impl EngineError {
             _ => Retry::Permanent,
         }
     }
+}
+
+/// rustic_core's concise log form, with a hint for the faults users meet most.
+pub(crate) fn one_line(err: &rustic_core::RusticError) -> String {
+    let text = err.display_log();
+    let text = text.strip_prefix("Error: ").unwrap_or(&text).replace('\n', " ");
+    if text.contains("NoSuchBucket") {
+        return format!("the bucket does not exist; create it first (e.g. `aws s3 mb`), then retry ({text})");
+    }
+    if text.contains("InvalidAccessKeyId") || text.contains("SignatureDoesNotMatch") || text.contains("AccessDenied") {
+        return format!("access denied; check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY ({text})");
+    }
+    text
 }

@@ -94,7 +94,7 @@ impl Engine {
     fn unopened(&self) -> Result<Repository<()>, EngineError> {
         let backends = self.location.backend.to_backends().map_err(|source| EngineError::InvalidRepository {
             repository: self.location.to_string(),
-            reason: source.display_log(),
+            reason: crate::error::one_line(&source),
         })?;
         let mut options = RepositoryOptions::default().no_cache(self.no_cache);
         if let Some(dir) = &self.cache_dir {
@@ -110,12 +110,12 @@ impl Engine {
         match repo.config_id() {
             Ok(Some(_)) => {}
             Ok(None) => {
-                return Err(EngineError::RepositoryNotFound { location: self.location.to_string(), source: None });
+                return Err(EngineError::RepositoryNotFound { location: self.location.to_string(), detail: String::new() });
             }
             Err(source) => {
                 return Err(EngineError::RepositoryNotFound {
                     location: self.location.to_string(),
-                    source: Some(source),
+                    detail: format!(" ({})", crate::error::one_line(&source)),
                 });
             }
         }
@@ -123,7 +123,7 @@ impl Engine {
             if source.is_incorrect_password() {
                 EngineError::WrongPassword { location: self.location.to_string() }
             } else {
-                EngineError::Repository { action: "open the repository", source }
+                EngineError::repository("open the repository")(source)
             }
         })
     }
