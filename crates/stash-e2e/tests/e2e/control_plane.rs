@@ -229,3 +229,86 @@ async fn kubectl_built_with_the_control_plane_lists_namespaces() {
         .await
         .expect("namespace exists");
 }
+
+fn ready_count(pods: &[Pod]) -> usize {
+    pods.iter()
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn daemonset_and_ordered_statefulset_get_ready_pods_on_the_pod_runner_node() {
+    use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
+    let env = TestEnv::shared().await;
+    let ns = env.namespace().await;
+    let client = env.client();
+    let template = |app: &str| {
+        serde_json::json!({
+            "metadata": {"labels": {"app": app}},
+            "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]},
+        })
+    };
+    let ds: DaemonSet = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "ds"},
+        "spec": {"selector": {"matchLabels": {"app": "ds"}}, "template": template("ds")},
+    }))
+    .unwrap();
+    let sts: StatefulSet = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "sts"},
+        "spec": {"replicas": 2, "serviceName": "sts", "selector": {"matchLabels": {"app": "sts"}}, "template": template("sts")},
+    }))
+    .unwrap();
+    Api::<DaemonSet>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &ds)
+        .await
+        .expect("create DaemonSet");
+    Api::<StatefulSet>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &sts)
+        .await
+        .expect("create StatefulSet");
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    wait_for(
+        "1 ready DaemonSet pod (the DaemonSet controller pins it to our node)",
+        TIMEOUT,
+        || async {
+            let list = pods_of(&pods, "ds").await;
+            if ready_count(&list) == 1 {
+                Ok(())
+            } else {
+                Err(format!("{} pods, {} ready", list.len(), ready_count(&list)))
+            }
+        },
+    )
+    .await;
+    // OrderedReady: sts-1 is created only once sts-0 is Running and Ready.
+    wait_for(
+        "StatefulSet pods sts-0 and sts-1 ready",
+        TIMEOUT,
+        || async {
+            let list = pods_of(&pods, "sts").await;
+            let names: Vec<_> = list
+                .iter()
+                .filter_map(|p| p.metadata.name.clone())
+                .collect();
+            if ready_count(&list) == 2 {
+                Ok(())
+            } else {
+                Err(format!("pods {names:?}, {} ready", ready_count(&list)))
+            }
+        },
+    )
+    .await;
+    let mut names: Vec<_> = pods_of(&pods, "sts")
+        .await
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["sts-0", "sts-1"]);
+}
