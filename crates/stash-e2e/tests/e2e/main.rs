@@ -8,6 +8,7 @@
 mod control_plane;
 mod job_runs_stash;
 mod stash_examples;
+mod status_subresource;
 
 use std::time::Duration;
 
