@@ -260,3 +260,37 @@ fn restic_holding_a_lock(s: &Scratch, repo: &std::path::Path) -> (std::process::
 fn lock_files(repo: &std::path::Path) -> Vec<std::path::PathBuf> {
     fs::read_dir(repo.join("locks")).map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect()).unwrap_or_default()
 }
+
+#[test]
+fn an_interrupted_backup_exits_130_and_removes_its_lock() {
+    let s = Scratch::new();
+    let (repo, source) = (init(&s), s.path("source"));
+    for i in 0..48 {
+        tree::write(&source.join(format!("f{i:02}")), &tree::pseudo_random(500 + i, 4 * 1024 * 1024));
+    }
+    let mut child = s.stash().arg("-r").arg(&repo).arg("backup").arg(&source).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lock_files(&repo).is_empty() {
+        assert!(Instant::now() < deadline, "the backup took no lock");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    ok(std::process::Command::new("kill").args(["-INT", &child.id().to_string()]));
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "restic's exit code for an interrupted run");
+    assert!(lock_files(&repo).is_empty(), "the interrupted run removed its lock");
+    ok(s.stash().arg("-r").arg(&repo).args(["check"]));
+}
+
+#[test]
+fn check_reads_a_subset_of_packs_on_request() {
+    let s = Scratch::new();
+    let (repo, source) = (init(&s), s.path("source"));
+    tree::write(&source.join("f"), &tree::pseudo_random(77, 1024 * 1024));
+    ok(s.stash().arg("-r").arg(&repo).arg("backup").arg(&source));
+    for subset in ["1/2", "50%", "100M"] {
+        let out = ok(s.stash().arg("-r").arg(&repo).args(["check", "--read-data-subset", subset]));
+        assert!(out.contains("no errors"), "{subset}: {out}");
+    }
+    let stderr = exits_with(s.stash().arg("-r").arg(&repo).args(["check", "--read-data-subset", "half"]), 1);
+    assert!(stderr.contains("--read-data-subset"), "{stderr}");
+}
