@@ -36,19 +36,21 @@ pub enum Command {
     Unlock(UnlockArgs),
     /// Show repository size and snapshot count.
     Stats(StatsArgs),
-    /// Print the CustomResourceDefinitions of every Stash kind (or write them with --output-dir).
+    /// Print the `CustomResourceDefinitions` of every Stash kind (or write them with --output-dir).
     Crd(crate::commands::crd::CrdArgs),
     /// Check Stash manifests offline: schema, semantics and obsolete shapes (exit 1 on any error).
     Validate(crate::commands::validate::ValidateArgs),
 }
 
 /// Where the repository is and how to open it; shared by every repository verb.
+// The bools are independent restic flags; the help text shows repository strings verbatim.
+#[allow(clippy::struct_excessive_bools, clippy::doc_markdown)]
 #[derive(Debug, Args)]
 pub struct RepoArgs {
     /// Repository: a path, local:/path, s3:http://host:9000/bucket/prefix, rest:http://host:8000/, gs:, azure:, b2:, swift:.
     #[arg(short = 'r', long = "repo", env = "RESTIC_REPOSITORY", global = true, value_name = "REPOSITORY")]
     pub repo: Option<String>,
-    /// Read the repository password from the first line of this file (else RESTIC_PASSWORD).
+    /// Read the repository password from the first line of this file (else `RESTIC_PASSWORD`).
     #[arg(short = 'p', long, env = "RESTIC_PASSWORD_FILE", global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
     /// Print machine-readable JSON instead of text.

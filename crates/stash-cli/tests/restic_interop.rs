@@ -88,8 +88,8 @@ fn restic_decodes_the_lock_a_killed_stash_left_and_removes_it_as_stale() {
     }
     ok(s.stash().arg("init").arg("-r").arg(&repo));
     let mut child = s.stash().arg("-r").arg(&repo).arg("backup").arg(&source).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::read_dir(repo.join("locks")).map(|d| d.count()).unwrap_or(0) == 0 {
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while std::fs::read_dir(repo.join("locks")).map_or(0, std::iter::Iterator::count) == 0 {
         assert!(Instant::now() < deadline, "stash took no lock");
         std::thread::sleep(Duration::from_millis(10));
     }
