@@ -4,9 +4,11 @@
 //!
 //! Built on blob reads rather than rustic_core's restore command: that one plans the whole
 //! restore in memory (about the size of the data for large trees) and aborts the process on an
-//! I/O error. Here the walker streams trees one at a time and hands bounded chunks of file
-//! content to a few workers, so memory stays at index + one blob per worker + a fixed cache,
-//! and every failure is returned with the file it concerns.
+//! I/O error. Here the walker streams trees one at a time and gathers the blobs of a few files
+//! into a batch; a batch is sorted by pack and offset and cut into reads of neighbouring blobs
+//! (one request for many small files, as restic does), which a few workers fetch, decrypt and
+//! write with pwrite. Memory stays at index + one read (at most `MAX_READ`) per worker, and
+//! every failure is returned with the file it concerns.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -17,15 +19,29 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rustic_core::repofile::{BlobType, Metadata, Node, NodeType};
-use rustic_core::{BlobId, DataId, IndexedFull, Repository, TreeId};
+use std::num::NonZeroU32;
+
+use aes256ctr_poly1305aes::Aes256CtrPoly1305Aes;
+use aes256ctr_poly1305aes::aead::{Aead, Nonce};
+use rustic_core::repofile::{Metadata, Node, NodeType, PackId};
+use rustic_core::{DataId, FileType, IndexedFull, Repository, TreeId, WriteBackend};
 use serde::Serialize;
 
 use crate::pattern::PatternSet;
 use crate::{Engine, EngineError, SnapshotFilter};
 
-/// Blobs handed to a worker at once: large files are restored by several workers in parallel.
-const BLOBS_PER_JOB: usize = 16;
+/// A batch is cut into reads once it holds this many files ...
+const BATCH_FILES: usize = 64;
+/// ... or this many bytes of content.
+const BATCH_BYTES: u64 = 16 << 20;
+/// Longest single read from a pack: bounds memory per worker; large files still spread over
+/// several workers.
+const MAX_READ: u32 = 4 << 20;
+/// Neighbouring blobs of a pack are read together when at most this far apart (reading the gap
+/// is cheaper than another request).
+const MAX_GAP: u32 = 256 << 10;
+/// Workers for a remote backend, where each read waits on the network rather than the CPU.
+const REMOTE_WORKERS: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct RestoreRequest {
@@ -103,19 +119,33 @@ impl Engine {
             source,
         })?;
 
-        let workers = if request.workers == 0 {
+        let workers = if request.workers != 0 {
+            request.workers
+        } else if self.location().local_path.is_some() {
             std::thread::available_parallelism().map_or(2, std::num::NonZero::get).max(2)
         } else {
-            request.workers
+            REMOTE_WORKERS
         };
+        // Packs are read straight from the backend (data packs are never cached) and their
+        // blobs decrypted here, so that one request serves many blobs.
+        let backend = self
+            .location()
+            .backend
+            .to_backends()
+            .map_err(|source| EngineError::InvalidRepository {
+                repository: self.location().to_string(),
+                reason: source.display_log(),
+            })?
+            .repository();
+        let cipher = BlobCipher::new(&repo.key());
         let state = RestoreState::default();
-        let (sender, receiver) = sync_channel::<FileJob>(workers * 2);
+        let (sender, receiver) = sync_channel::<ReadJob>(workers * 2);
         let receiver = Mutex::new(receiver);
         let mut dirs = Vec::new();
 
         std::thread::scope(|scope| {
             for _ in 0..workers {
-                scope.spawn(|| write_jobs(&repo, &receiver, &state, request.sparse));
+                scope.spawn(|| read_jobs(&*backend, &cipher, &receiver, &state, request.sparse));
             }
             let mut walker = Walker {
                 repo: &repo,
@@ -124,8 +154,10 @@ impl Engine {
                 state: &state,
                 jobs: sender,
                 dirs: &mut dirs,
+                batch: Batch::default(),
             };
             walker.walk_tree(snapshot.tree, Path::new("/"), &request.target, false);
+            walker.flush();
             // Dropping the walker closes the channel; workers drain it and stop.
         });
 
@@ -181,10 +213,114 @@ struct FileInProgress {
     failed: AtomicBool,
 }
 
-struct FileJob {
+/// One blob of a file: where it is in its pack and where it goes.
+struct Piece {
+    pack: PackId,
+    offset: u32,
+    length: u32,
+    uncompressed_length: Option<NonZeroU32>,
+    id: DataId,
     file: Arc<FileInProgress>,
-    /// (blob, offset in the file)
-    blobs: Vec<(DataId, u64)>,
+    file_offset: u64,
+}
+
+/// Pieces of a few files, gathered until worth cutting into reads.
+#[derive(Default)]
+struct Batch {
+    pieces: Vec<Piece>,
+    files: usize,
+    bytes: u64,
+}
+
+/// A blob to decrypt once and write to every place it appears (a blob of zeros may appear
+/// hundreds of times in one file).
+struct BlobWrite {
+    id: DataId,
+    offset: u32,
+    length: u32,
+    uncompressed_length: Option<NonZeroU32>,
+    targets: Vec<(Arc<FileInProgress>, u64)>,
+}
+
+/// One request to the backend: `start..end` of a pack, covering `blobs`.
+struct ReadJob {
+    pack: PackId,
+    start: u32,
+    end: u32,
+    blobs: Vec<BlobWrite>,
+}
+
+/// Sorts pieces by pack and offset and cuts them into reads of neighbouring blobs.
+fn plan_reads(mut pieces: Vec<Piece>) -> Vec<ReadJob> {
+    pieces.sort_by_key(|p| (p.pack, p.offset));
+    let mut jobs: Vec<ReadJob> = Vec::new();
+    for piece in pieces {
+        let end = piece.offset + piece.length;
+        if let Some(job) = jobs.last_mut()
+            && job.pack == piece.pack
+        {
+            if let Some(last) = job.blobs.last_mut()
+                && last.offset == piece.offset
+            {
+                last.targets.push((piece.file, piece.file_offset));
+                continue;
+            }
+            if piece.offset >= job.end && piece.offset - job.end <= MAX_GAP && end - job.start <= MAX_READ {
+                job.end = end;
+                job.blobs.push(BlobWrite {
+                    id: piece.id,
+                    offset: piece.offset,
+                    length: piece.length,
+                    uncompressed_length: piece.uncompressed_length,
+                    targets: vec![(piece.file, piece.file_offset)],
+                });
+                continue;
+            }
+        }
+        jobs.push(ReadJob {
+            pack: piece.pack,
+            start: piece.offset,
+            end,
+            blobs: vec![BlobWrite {
+                id: piece.id,
+                offset: piece.offset,
+                length: piece.length,
+                uncompressed_length: piece.uncompressed_length,
+                targets: vec![(piece.file, piece.file_offset)],
+            }],
+        });
+    }
+    jobs
+}
+
+/// restic's blob encryption (IV ‖ AES-256-CTR ‖ Poly1305-AES under the master key), with the
+/// zstd compression of repository format 2 on top.
+struct BlobCipher(Aes256CtrPoly1305Aes);
+
+impl BlobCipher {
+    fn new(master: &rustic_core::repofile::MasterKey) -> Self {
+        let mut key = aes256ctr_poly1305aes::Key::default();
+        key[0..32].copy_from_slice(&master.encrypt);
+        key[32..48].copy_from_slice(&master.mac.k);
+        key[48..64].copy_from_slice(&master.mac.r);
+        Self(Aes256CtrPoly1305Aes::new(&key))
+    }
+
+    fn open(&self, sealed: &[u8], uncompressed_length: Option<NonZeroU32>) -> Result<Vec<u8>, String> {
+        if sealed.len() < 32 {
+            return Err("the blob is shorter than its IV and MAC; the pack is truncated or corrupt".into());
+        }
+        let plain = self
+            .0
+            .decrypt(Nonce::<Aes256CtrPoly1305Aes>::from_slice(&sealed[..16]), &sealed[16..])
+            .map_err(|_| "the blob fails its MAC check; the pack is corrupt or was written with another key".to_string())?;
+        let Some(length) = uncompressed_length else { return Ok(plain) };
+        let data = zstd::decode_all(&*plain).map_err(|err| format!("cannot decompress the blob: {err}"))?;
+        if data.len() != length.get() as usize {
+            return Err(format!("the blob decompresses to {} bytes, the index says {length}", data.len()));
+        }
+        Ok(data)
+    }
 }
 
 struct Walker<'a, S: IndexedFull> {
@@ -192,8 +328,9 @@ struct Walker<'a, S: IndexedFull> {
     includes: &'a PatternSet,
     excludes: &'a PatternSet,
     state: &'a RestoreState,
-    jobs: std::sync::mpsc::SyncSender<FileJob>,
+    jobs: std::sync::mpsc::SyncSender<ReadJob>,
     dirs: &'a mut Vec<(PathBuf, Metadata)>,
+    batch: Batch,
 }
 
 impl<S: IndexedFull> Walker<'_, S> {
@@ -265,7 +402,7 @@ impl<S: IndexedFull> Walker<'_, S> {
         }
     }
 
-    fn restore_file(&self, node: Node, dest: PathBuf) {
+    fn restore_file(&mut self, node: Node, dest: PathBuf) {
         let opened = (|| -> io::Result<File> {
             ensure_parent(&dest)?;
             clear_non_dir(&dest)?;
@@ -279,20 +416,16 @@ impl<S: IndexedFull> Walker<'_, S> {
             Err(err) => return self.state.fail(&dest, &err),
         };
         let content = node.content.clone().unwrap_or_default();
-        let mut chunks = Vec::new();
+        let mut located = Vec::with_capacity(content.len());
         let mut offset = 0u64;
-        for ids in content.chunks(BLOBS_PER_JOB) {
-            let mut blobs = Vec::with_capacity(ids.len());
-            for id in ids {
-                match self.repo.get_index_entry(id) {
-                    Ok(entry) => {
-                        blobs.push((*id, offset));
-                        offset += u64::from(entry.data_length());
-                    }
-                    Err(err) => return self.state.fail(&dest, &format!("blob {id} is missing from the index: {}", err.display_log())),
+        for id in &content {
+            match self.repo.get_index_entry(id) {
+                Ok(entry) => {
+                    located.push((*id, entry.pack, entry.location, offset));
+                    offset += u64::from(entry.data_length());
                 }
+                Err(err) => return self.state.fail(&dest, &format!("blob {id} is missing from the index: {}", err.display_log())),
             }
-            chunks.push(blobs);
         }
         if offset != node.meta.size {
             tracing::warn!(path = %dest.display(), expected = node.meta.size, actual = offset, "file size in the snapshot differs from its content; using the content");
@@ -304,15 +437,36 @@ impl<S: IndexedFull> Walker<'_, S> {
             path: dest,
             handle,
             meta: node.meta,
-            pending: AtomicUsize::new(chunks.len()),
+            pending: AtomicUsize::new(located.len()),
             failed: AtomicBool::new(false),
         });
-        if chunks.is_empty() {
+        if located.is_empty() {
             finish_file(&file, self.state);
             return;
         }
-        for blobs in chunks {
-            if self.jobs.send(FileJob { file: file.clone(), blobs }).is_err() {
+        for (id, pack, location, file_offset) in located {
+            self.batch.pieces.push(Piece {
+                pack,
+                offset: location.offset,
+                length: location.length,
+                uncompressed_length: location.uncompressed_length,
+                id,
+                file: file.clone(),
+                file_offset,
+            });
+        }
+        self.batch.files += 1;
+        self.batch.bytes += offset;
+        if self.batch.files >= BATCH_FILES || self.batch.bytes >= BATCH_BYTES {
+            self.flush();
+        }
+    }
+
+    /// Hands the gathered pieces to the workers as reads.
+    fn flush(&mut self) {
+        let batch = std::mem::take(&mut self.batch);
+        for job in plan_reads(batch.pieces) {
+            if self.jobs.send(job).is_err() {
                 // Workers only stop early when they panic; the scope re-raises that.
                 return;
             }
@@ -320,40 +474,57 @@ impl<S: IndexedFull> Walker<'_, S> {
     }
 }
 
-fn write_jobs<S: IndexedFull>(repo: &Repository<S>, jobs: &Mutex<Receiver<FileJob>>, state: &RestoreState, sparse: bool) {
+fn read_jobs(
+    backend: &dyn WriteBackend,
+    cipher: &BlobCipher,
+    jobs: &Mutex<Receiver<ReadJob>>,
+    state: &RestoreState,
+    sparse: bool,
+) {
     loop {
-        let job = match jobs.lock().expect("job queue lock poisoned").recv() {
-            Ok(job) => job,
-            Err(_) => return,
+        let Ok(job) = jobs.lock().expect("job queue lock poisoned").recv() else { return };
+        let wanted = job.blobs.iter().any(|b| b.targets.iter().any(|(file, _)| !file.failed.load(Ordering::Relaxed)));
+        let raw = if wanted {
+            backend.read_partial(FileType::Pack, &job.pack, false, job.start, job.end - job.start).map_err(|err| err.display_log())
+        } else {
+            Err(String::new())
         };
-        let file = &job.file;
-        if !file.failed.load(Ordering::Relaxed) {
-            for (id, offset) in &job.blobs {
-                let written = repo
-                    .get_blob_cached(&BlobId::from(*id), BlobType::Data)
-                    .map_err(|err| format!("cannot read blob {id}: {}", err.display_log()))
-                    .and_then(|data| {
-                        if sparse && data.iter().all(|b| *b == 0) {
-                            return Ok(data.len());
-                        }
-                        file.handle.write_all_at(&data, *offset).map_err(|err| err.to_string())?;
-                        Ok(data.len())
-                    });
-                match written {
-                    Ok(len) => {
-                        state.bytes.fetch_add(len as u64, Ordering::Relaxed);
-                    }
-                    Err(err) => {
-                        if !file.failed.swap(true, Ordering::Relaxed) {
-                            state.fail(&file.path, &err);
-                        }
-                        break;
+        for blob in &job.blobs {
+            let data = match &raw {
+                Ok(raw) => {
+                    let at = (blob.offset - job.start) as usize;
+                    match raw.get(at..at + blob.length as usize) {
+                        Some(sealed) => cipher.open(sealed, blob.uncompressed_length),
+                        None => Err(format!("the pack {} is shorter than the index says", job.pack)),
                     }
                 }
+                Err(err) => Err(err.clone()),
             }
-        }
-        if file.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-            finish_file(file, state);
+            .map_err(|err| format!("cannot read blob {}: {err}", blob.id));
+            let zeros = sparse && data.as_ref().is_ok_and(|d| d.iter().all(|b| *b == 0));
+            for (file, offset) in &blob.targets {
+                if !file.failed.load(Ordering::Relaxed) {
+                    let written = data.as_ref().map_err(Clone::clone).and_then(|data| {
+                        if !zeros {
+                            file.handle.write_all_at(data, *offset).map_err(|err| err.to_string())?;
+                        }
+                        Ok(data.len())
+                    });
+                    match written {
+                        Ok(len) => {
+                            state.bytes.fetch_add(len as u64, Ordering::Relaxed);
+                        }
+                        Err(err) => {
+                            if !file.failed.swap(true, Ordering::Relaxed) {
+                                state.fail(&file.path, &err);
+                            }
+                        }
+                    }
+                }
+                if file.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    finish_file(file, state);
+                }
+            }
         }
     }
 }
@@ -452,7 +623,65 @@ fn apply_metadata(path: &Path, meta: &Metadata, is_symlink: bool) -> io::Result<
 
 #[cfg(test)]
 mod tests {
-    use super::unix_permissions;
+    use super::{FileInProgress, MAX_GAP, MAX_READ, Piece, plan_reads, unix_permissions};
+    use rustic_core::DataId;
+    use rustic_core::repofile::{Metadata, PackId};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+    fn piece(file: &Arc<FileInProgress>, pack: u8, offset: u32, length: u32, blob: u8) -> Piece {
+        let mut pack_id = [0u8; 32];
+        pack_id[0] = pack;
+        let mut blob_id = [0u8; 32];
+        blob_id[0] = blob;
+        Piece {
+            pack: PackId::from(rustic_core::Id::new(pack_id)),
+            offset,
+            length,
+            uncompressed_length: None,
+            id: DataId::from(rustic_core::Id::new(blob_id)),
+            file: file.clone(),
+            file_offset: 0,
+        }
+    }
+
+    #[test]
+    fn reads_cover_neighbouring_blobs_of_a_pack_once_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = Arc::new(FileInProgress {
+            handle: std::fs::File::create(&path).unwrap(),
+            path,
+            meta: Metadata::default(),
+            pending: AtomicUsize::new(0),
+            failed: AtomicBool::new(false),
+        });
+        let pieces = vec![
+            piece(&file, 2, 0, 100, 5),
+            piece(&file, 1, 200, 100, 2),
+            piece(&file, 1, 0, 100, 1),
+            piece(&file, 1, 0, 100, 1), // the same blob twice: read and decrypted once
+            piece(&file, 1, 300 + MAX_GAP + 1, 100, 3), // too far from the previous one
+            piece(&file, 1, MAX_READ, 100, 4),
+        ];
+        // Contiguous 1 MiB blobs: a read stops before it grows past MAX_READ.
+        let mib = 1 << 20;
+        let contiguous: Vec<_> = (0..5).map(|i| piece(&file, 3, i * mib, mib, 10 + u8::try_from(i).unwrap())).collect();
+        let jobs = plan_reads(pieces.into_iter().chain(contiguous).collect());
+        let shape: Vec<_> = jobs.iter().map(|j| (j.pack.to_hex()[..2].to_string(), j.start, j.end, j.blobs.len())).collect();
+        assert_eq!(
+            shape,
+            vec![
+                ("01".to_string(), 0, 300, 2),
+                ("01".to_string(), 300 + MAX_GAP + 1, 300 + MAX_GAP + 101, 1),
+                ("01".to_string(), MAX_READ, MAX_READ + 100, 1),
+                ("02".to_string(), 0, 100, 1),
+                ("03".to_string(), 0, MAX_READ, 4),
+                ("03".to_string(), MAX_READ, MAX_READ + mib, 1),
+            ]
+        );
+        assert_eq!(jobs[0].blobs[0].targets.len(), 2, "both places of the repeated blob are written");
+    }
 
     #[test]
     fn go_file_modes_map_to_unix_permission_bits() {
