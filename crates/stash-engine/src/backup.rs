@@ -88,7 +88,7 @@ impl Engine {
                 .map_err(|source| EngineError::SourceMissing { path: absolute.clone(), source })?;
             paths.push(absolute);
         }
-        let path_list = PathList::from_iter(paths.iter().cloned())
+        let path_list = paths.iter().cloned().collect::<PathList>()
             .sanitize()
             .map_err(|err| EngineError::InvalidRepository {
                 repository: self.location().to_string(),

@@ -39,7 +39,7 @@ pub enum EngineError {
         source: std::io::Error,
     },
 
-    /// rustic_core's own report is long and multi-line; `detail` is its one-line form.
+    /// `rustic_core`'s own report is long and multi-line; `detail` is its one-line form.
     #[error("failed to {action}: {detail}")]
     Repository { action: &'static str, detail: String },
 
@@ -96,7 +96,7 @@ impl EngineError {
     }
 }
 
-/// rustic_core's concise log form, with a hint for the faults users meet most.
+/// `rustic_core`'s concise log form, with a hint for the faults users meet most.
 pub(crate) fn one_line(err: &rustic_core::RusticError) -> String {
     let text = err.display_log();
     let text = text.strip_prefix("Error: ").unwrap_or(&text).replace('\n', " ");

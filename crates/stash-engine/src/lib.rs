@@ -2,7 +2,7 @@
 //!
 //! This is the only crate that names `rustic_core` / `rustic_backend` types. Everything above it
 //! (CLI, agent, operator) speaks in the plain request/report types re-exported here.
-//! The API is blocking, like rustic_core's (rayon inside); async callers wrap it in
+//! The API is blocking, like `rustic_core`'s (rayon inside); async callers wrap it in
 //! `spawn_blocking`.
 
 mod backup;

@@ -1,6 +1,6 @@
 //! restic repository strings (`/path`, `local:/path`, `s3:http://host/bucket/prefix`, `rest:http://…`,
 //! `gs:bucket:/prefix`, `azure:container:/prefix`, `b2:bucket:/prefix`, `swift:container:/prefix`)
-//! mapped onto rustic_backend's options. Credentials come from the same environment variable names
+//! mapped onto `rustic_backend`'s options. Credentials come from the same environment variable names
 //! restic and Stash's storage Secrets use (`AWS_ACCESS_KEY_ID`, `B2_ACCOUNT_ID`, …).
 
 use std::collections::BTreeMap;
@@ -71,71 +71,8 @@ impl RepositoryLocation {
                 }
                 format!("rest:{}", with_rest_userinfo(&url, &env))
             }
-            Some("s3") => {
-                let s3 = parse_s3(rest).ok_or_else(|| invalid("an s3 repository must look like s3:http://host:9000/bucket/prefix or s3:s3.amazonaws.com/bucket"))?;
-                options.insert("endpoint".into(), s3.endpoint);
-                options.insert("bucket".into(), s3.bucket);
-                options.insert("root".into(), format!("/{}", s3.prefix));
-                let region = env("AWS_DEFAULT_REGION").or_else(|| env("AWS_REGION")).unwrap_or_else(|| "us-east-1".into());
-                options.insert("region".into(), region);
-                if let Some(key) = env("AWS_ACCESS_KEY_ID") {
-                    options.insert("access_key_id".into(), key);
-                }
-                if let Some(secret) = env("AWS_SECRET_ACCESS_KEY") {
-                    options.insert("secret_access_key".into(), secret);
-                }
-                if let Some(token) = env("AWS_SESSION_TOKEN") {
-                    options.insert("session_token".into(), token);
-                }
-                // Stash users point at MinIO and other S3-compatibles, which want path-style URLs;
-                // AWS itself accepts both.
-                options.insert("enable_virtual_host_style".into(), "false".into());
-                "opendal:s3".to_string()
-            }
-            Some("gs") => {
-                let (bucket, prefix) = parse_bucket_prefix(rest).ok_or_else(|| invalid("a gcs repository must look like gs:bucket:/prefix"))?;
-                options.insert("bucket".into(), bucket);
-                options.insert("root".into(), format!("/{prefix}"));
-                if let Some(path) = env("GOOGLE_APPLICATION_CREDENTIALS") {
-                    options.insert("credential_path".into(), path);
-                }
-                "opendal:gcs".to_string()
-            }
-            Some("azure") => {
-                let (container, prefix) = parse_bucket_prefix(rest).ok_or_else(|| invalid("an azure repository must look like azure:container:/prefix"))?;
-                let account = env("AZURE_ACCOUNT_NAME").ok_or_else(|| invalid("AZURE_ACCOUNT_NAME is not set"))?;
-                options.insert("container".into(), container);
-                options.insert("root".into(), format!("/{prefix}"));
-                options.insert("endpoint".into(), format!("https://{account}.blob.core.windows.net"));
-                options.insert("account_name".into(), account);
-                if let Some(key) = env("AZURE_ACCOUNT_KEY") {
-                    options.insert("account_key".into(), key);
-                }
-                "opendal:azblob".to_string()
-            }
-            Some("b2") => {
-                let (bucket, prefix) = parse_bucket_prefix(rest).ok_or_else(|| invalid("a b2 repository must look like b2:bucket:/prefix"))?;
-                let id = env("B2_ACCOUNT_ID").ok_or_else(|| invalid("B2_ACCOUNT_ID is not set"))?;
-                let key = env("B2_ACCOUNT_KEY").ok_or_else(|| invalid("B2_ACCOUNT_KEY is not set"))?;
-                options.insert("bucket".into(), bucket);
-                options.insert("root".into(), format!("/{prefix}"));
-                options.insert("application_key_id".into(), id);
-                options.insert("application_key".into(), key);
-                if let Some(bucket_id) = env("B2_BUCKET_ID") {
-                    options.insert("bucket_id".into(), bucket_id);
-                }
-                "opendal:b2".to_string()
-            }
-            Some("swift") => {
-                let (container, prefix) = parse_bucket_prefix(rest).ok_or_else(|| invalid("a swift repository must look like swift:container:/prefix"))?;
-                let storage_url = env("OS_STORAGE_URL").ok_or_else(|| invalid("swift needs OS_STORAGE_URL and OS_AUTH_TOKEN (token authentication)"))?;
-                options.insert("endpoint".into(), storage_url);
-                options.insert("container".into(), container);
-                options.insert("root".into(), format!("/{prefix}"));
-                if let Some(token) = env("OS_AUTH_TOKEN") {
-                    options.insert("token".into(), token);
-                }
-                "opendal:swift".to_string()
+            Some(scheme @ ("s3" | "gs" | "azure" | "b2" | "swift")) => {
+                object_store(scheme, rest, &env, &mut options).map_err(invalid)?
             }
             Some(other) => {
                 return Err(invalid(&format!(
@@ -149,6 +86,85 @@ impl RepositoryLocation {
             local_path,
         })
     }
+}
+
+/// Options of `rustic_backend`'s opendal services for the object-store schemes; `Err` is the
+/// reason the repository string is invalid.
+fn object_store(
+    scheme: &str,
+    rest: &str,
+    env: &impl Fn(&str) -> Option<String>,
+    options: &mut BTreeMap<String, String>,
+) -> Result<String, &'static str> {
+    Ok(match scheme {
+        "s3" => {
+            let s3 = parse_s3(rest).ok_or("an s3 repository must look like s3:http://host:9000/bucket/prefix or s3:s3.amazonaws.com/bucket")?;
+            options.insert("endpoint".into(), s3.endpoint);
+            options.insert("bucket".into(), s3.bucket);
+            options.insert("root".into(), format!("/{}", s3.prefix));
+            let region = env("AWS_DEFAULT_REGION").or_else(|| env("AWS_REGION")).unwrap_or_else(|| "us-east-1".into());
+            options.insert("region".into(), region);
+            if let Some(key) = env("AWS_ACCESS_KEY_ID") {
+                options.insert("access_key_id".into(), key);
+            }
+            if let Some(secret) = env("AWS_SECRET_ACCESS_KEY") {
+                options.insert("secret_access_key".into(), secret);
+            }
+            if let Some(token) = env("AWS_SESSION_TOKEN") {
+                options.insert("session_token".into(), token);
+            }
+            // Stash users point at MinIO and other S3-compatibles, which want path-style URLs;
+            // AWS itself accepts both.
+            options.insert("enable_virtual_host_style".into(), "false".into());
+            "opendal:s3".to_string()
+        }
+        "gs" => {
+            let (bucket, prefix) = parse_bucket_prefix(rest).ok_or("a gcs repository must look like gs:bucket:/prefix")?;
+            options.insert("bucket".into(), bucket);
+            options.insert("root".into(), format!("/{prefix}"));
+            if let Some(path) = env("GOOGLE_APPLICATION_CREDENTIALS") {
+                options.insert("credential_path".into(), path);
+            }
+            "opendal:gcs".to_string()
+        }
+        "azure" => {
+            let (container, prefix) = parse_bucket_prefix(rest).ok_or("an azure repository must look like azure:container:/prefix")?;
+            let account = env("AZURE_ACCOUNT_NAME").ok_or("AZURE_ACCOUNT_NAME is not set")?;
+            options.insert("container".into(), container);
+            options.insert("root".into(), format!("/{prefix}"));
+            options.insert("endpoint".into(), format!("https://{account}.blob.core.windows.net"));
+            options.insert("account_name".into(), account);
+            if let Some(key) = env("AZURE_ACCOUNT_KEY") {
+                options.insert("account_key".into(), key);
+            }
+            "opendal:azblob".to_string()
+        }
+        "b2" => {
+            let (bucket, prefix) = parse_bucket_prefix(rest).ok_or("a b2 repository must look like b2:bucket:/prefix")?;
+            let id = env("B2_ACCOUNT_ID").ok_or("B2_ACCOUNT_ID is not set")?;
+            let key = env("B2_ACCOUNT_KEY").ok_or("B2_ACCOUNT_KEY is not set")?;
+            options.insert("bucket".into(), bucket);
+            options.insert("root".into(), format!("/{prefix}"));
+            options.insert("application_key_id".into(), id);
+            options.insert("application_key".into(), key);
+            if let Some(bucket_id) = env("B2_BUCKET_ID") {
+                options.insert("bucket_id".into(), bucket_id);
+            }
+            "opendal:b2".to_string()
+        }
+        "swift" => {
+            let (container, prefix) = parse_bucket_prefix(rest).ok_or("a swift repository must look like swift:container:/prefix")?;
+            let storage_url = env("OS_STORAGE_URL").ok_or("swift needs OS_STORAGE_URL and OS_AUTH_TOKEN (token authentication)")?;
+            options.insert("endpoint".into(), storage_url);
+            options.insert("container".into(), container);
+            options.insert("root".into(), format!("/{prefix}"));
+            if let Some(token) = env("OS_AUTH_TOKEN") {
+                options.insert("token".into(), token);
+            }
+            "opendal:swift".to_string()
+        }
+        _ => unreachable!("object_store is only called for object-store schemes"),
+    })
 }
 
 /// Splits `scheme:rest`; a bare path (or a Windows-free absolute path) has no scheme.

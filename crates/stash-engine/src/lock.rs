@@ -4,7 +4,7 @@
 //! A lock is the encrypted JSON restic writes (`time`, `exclusive`, `hostname`, `username`,
 //! `pid`, `uid`, `gid`), refreshed every five minutes. A lock is stale when it was not refreshed
 //! for 30 minutes, or when it belongs to this host and its process is gone; stale locks never
-//! block anybody, and taking an exclusive lock removes them. rustic_core has no lock file type,
+//! block anybody, and taking an exclusive lock removes them. `rustic_core` has no lock file type,
 //! so the files are written next to it through the same backend settings.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,8 +20,8 @@ use sha2::Digest;
 use crate::EngineError;
 use crate::location::RepositoryLocation;
 
-const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
-const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
+const STALE_AFTER: Duration = Duration::from_mins(30);
+const REFRESH_EVERY: Duration = Duration::from_mins(5);
 const RETRY_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -315,8 +315,7 @@ fn read_locks(store: &dyn LockStore, sealer: &Sealer) -> Result<Vec<(String, Opt
 /// True when some lock is stale: a process died while it held the repository.
 pub(crate) fn any_stale(store: &dyn LockStore, sealer: &Sealer) -> bool {
     read_locks(store, sealer)
-        .map(|locks| locks.iter().any(|(_, info)| info.as_ref().is_some_and(LockInfo::is_stale)))
-        .unwrap_or(false)
+        .is_ok_and(|locks| locks.iter().any(|(_, info)| info.as_ref().is_some_and(LockInfo::is_stale)))
 }
 
 /// Removes stale locks (or all locks); returns the names removed.

@@ -33,7 +33,7 @@ pub(crate) enum LockKind {
     Exclusive,
 }
 
-/// Options of `init`. New repositories use format 2 (compressed); rustic_core cannot create
+/// Options of `init`. New repositories use format 2 (compressed); `rustic_core` cannot create
 /// format 1, though it reads and writes existing ones.
 #[derive(Debug, Clone, Default)]
 pub struct InitOptions {}

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::snapshots::SnapshotInfo;
 use crate::{Engine, EngineError, SnapshotFilter};
 
-/// Stash's `retentionPolicy` (v1alpha1 RetentionPolicy), minus `name` and `prune`.
+/// Stash's `retentionPolicy` (v1alpha1 `RetentionPolicy`), minus `name` and `prune`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RetentionPolicy {
     pub keep_last: Option<u32>,

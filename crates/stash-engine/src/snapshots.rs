@@ -17,7 +17,7 @@ pub struct SnapshotFilter {
 
 impl SnapshotFilter {
     pub(crate) fn matches(&self, snapshot: &SnapshotFile) -> bool {
-        (self.hosts.is_empty() || self.hosts.iter().any(|h| *h == snapshot.hostname))
+        (self.hosts.is_empty() || self.hosts.contains(&snapshot.hostname))
             && self.paths.iter().all(|p| snapshot.paths.iter().any(|sp| sp == p.trim_end_matches('/') || sp == p))
             && self.tags.iter().all(|t| snapshot.tags.iter().any(|st| st == t))
     }

@@ -1,6 +1,6 @@
 //! A backup source that remembers what it could not read.
 //!
-//! rustic_core logs unreadable entries and leaves them out of the snapshot. A backup with silent
+//! `rustic_core` logs unreadable entries and leaves them out of the snapshot. A backup with silent
 //! holes is how users of every restic-based tool lose data, so this wrapper records each failure
 //! with its path; the backup then reports them and the CLI exits with restic's code 3.
 

@@ -123,6 +123,14 @@ impl RestStore {
     }
 }
 
+/// An entry of a REST listing: `{"name": …}` in protocol v2, a bare name in v1.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum ListEntry {
+    V2 { name: String },
+    V1(String),
+}
+
 impl LockStore for RestStore {
     fn list(&self) -> Result<Vec<String>, String> {
         let response = self
@@ -134,14 +142,8 @@ impl LockStore for RestStore {
             return Ok(Vec::new());
         }
         let body = response.error_for_status().map_err(|e| e.to_string())?.text().map_err(|e| e.to_string())?;
-        #[derive(serde::Deserialize)]
-        #[serde(untagged)]
-        enum Entry {
-            V2 { name: String },
-            V1(String),
-        }
-        let entries: Vec<Entry> = serde_json::from_str(&body).map_err(|e| format!("unexpected lock listing: {e}"))?;
-        Ok(entries.into_iter().map(|e| match e { Entry::V2 { name } | Entry::V1(name) => name }).collect())
+        let entries: Vec<ListEntry> = serde_json::from_str(&body).map_err(|e| format!("unexpected lock listing: {e}"))?;
+        Ok(entries.into_iter().map(|e| match e { ListEntry::V2 { name } | ListEntry::V1(name) => name }).collect())
     }
 
     fn read(&self, name: &str) -> Result<Vec<u8>, String> {
