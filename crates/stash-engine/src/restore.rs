@@ -7,7 +7,7 @@
 //! I/O error. Here the walker streams trees one at a time and gathers the blobs of a few files
 //! into a batch; a batch is sorted by pack and offset and cut into reads of neighbouring blobs
 //! (one request for many small files, as restic does), which a few workers fetch, decrypt and
-//! write with pwrite. Memory stays at index + one read (at most `MAX_READ`) per worker, and
+//! write with pwrite. Memory stays at index + one read (4 MiB locally, 16 MiB remotely) per worker, and
 //! every failure is returned with the file it concerns.
 
 use std::fs::{self, File, OpenOptions};
@@ -30,18 +30,40 @@ use serde::Serialize;
 use crate::pattern::PatternSet;
 use crate::{Engine, EngineError, SnapshotFilter};
 
-/// A batch is cut into reads once it holds this many files ...
-const BATCH_FILES: usize = 64;
-/// ... or this many bytes of content.
-const BATCH_BYTES: u64 = 16 << 20;
-/// Longest single read from a pack: bounds memory per worker; large files still spread over
-/// several workers.
-const MAX_READ: u32 = 4 << 20;
-/// Neighbouring blobs of a pack are read together when at most this far apart (reading the gap
-/// is cheaper than another request).
-const MAX_GAP: u32 = 256 << 10;
-/// Workers for a remote backend, where each read waits on the network rather than the CPU.
-const REMOTE_WORKERS: usize = 8;
+/// How blobs are grouped into reads.
+#[derive(Debug, Clone, Copy)]
+struct ReadPlan {
+    /// A batch is cut into reads once it holds this many files ...
+    batch_files: usize,
+    /// ... or this many bytes of content.
+    batch_bytes: u64,
+    /// Longest single read from a pack: bounds memory per worker; large files still spread
+    /// over several workers.
+    max_read: u32,
+    /// Neighbouring blobs of a pack are read together when at most this far apart (reading
+    /// the gap is cheaper than another request).
+    max_gap: u32,
+    workers: usize,
+}
+
+impl ReadPlan {
+    /// Local disk: small reads are cheap, one worker per CPU keeps the CPUs busy.
+    fn local() -> Self {
+        Self {
+            batch_files: 64,
+            batch_bytes: 16 << 20,
+            max_read: 4 << 20,
+            max_gap: 256 << 10,
+            workers: std::thread::available_parallelism().map_or(2, std::num::NonZero::get).max(2),
+        }
+    }
+
+    /// Object stores: every request costs a round trip (and money), so batches and reads are
+    /// larger and a few more workers wait on the network at once. Memory: `workers × max_read`.
+    fn remote() -> Self {
+        Self { batch_files: 1024, batch_bytes: 64 << 20, max_read: 16 << 20, max_gap: 1 << 20, workers: 4 }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct RestoreRequest {
@@ -119,13 +141,11 @@ impl Engine {
             source,
         })?;
 
-        let workers = if request.workers != 0 {
-            request.workers
-        } else if self.location().local_path.is_some() {
-            std::thread::available_parallelism().map_or(2, std::num::NonZero::get).max(2)
-        } else {
-            REMOTE_WORKERS
-        };
+        let mut plan = if self.location().local_path.is_some() { ReadPlan::local() } else { ReadPlan::remote() };
+        if request.workers != 0 {
+            plan.workers = request.workers;
+        }
+        let workers = plan.workers;
         // Packs are read straight from the backend (data packs are never cached) and their
         // blobs decrypted here, so that one request serves many blobs.
         let backend = self
@@ -155,6 +175,7 @@ impl Engine {
                 jobs: sender,
                 dirs: &mut dirs,
                 batch: Batch::default(),
+                plan,
             };
             walker.walk_tree(snapshot.tree, Path::new("/"), &request.target, false);
             walker.flush();
@@ -251,7 +272,7 @@ struct ReadJob {
 }
 
 /// Sorts pieces by pack and offset and cuts them into reads of neighbouring blobs.
-fn plan_reads(mut pieces: Vec<Piece>) -> Vec<ReadJob> {
+fn plan_reads(mut pieces: Vec<Piece>, plan: ReadPlan) -> Vec<ReadJob> {
     pieces.sort_by_key(|p| (p.pack, p.offset));
     let mut jobs: Vec<ReadJob> = Vec::new();
     for piece in pieces {
@@ -265,7 +286,7 @@ fn plan_reads(mut pieces: Vec<Piece>) -> Vec<ReadJob> {
                 last.targets.push((piece.file, piece.file_offset));
                 continue;
             }
-            if piece.offset >= job.end && piece.offset - job.end <= MAX_GAP && end - job.start <= MAX_READ {
+            if piece.offset >= job.end && piece.offset - job.end <= plan.max_gap && end - job.start <= plan.max_read {
                 job.end = end;
                 job.blobs.push(BlobWrite {
                     id: piece.id,
@@ -331,6 +352,7 @@ struct Walker<'a, S: IndexedFull> {
     jobs: std::sync::mpsc::SyncSender<ReadJob>,
     dirs: &'a mut Vec<(PathBuf, Metadata)>,
     batch: Batch,
+    plan: ReadPlan,
 }
 
 impl<S: IndexedFull> Walker<'_, S> {
@@ -457,7 +479,7 @@ impl<S: IndexedFull> Walker<'_, S> {
         }
         self.batch.files += 1;
         self.batch.bytes += offset;
-        if self.batch.files >= BATCH_FILES || self.batch.bytes >= BATCH_BYTES {
+        if self.batch.files >= self.plan.batch_files || self.batch.bytes >= self.plan.batch_bytes {
             self.flush();
         }
     }
@@ -465,7 +487,7 @@ impl<S: IndexedFull> Walker<'_, S> {
     /// Hands the gathered pieces to the workers as reads.
     fn flush(&mut self) {
         let batch = std::mem::take(&mut self.batch);
-        for job in plan_reads(batch.pieces) {
+        for job in plan_reads(batch.pieces, self.plan) {
             if self.jobs.send(job).is_err() {
                 // Workers only stop early when they panic; the scope re-raises that.
                 return;
@@ -623,7 +645,7 @@ fn apply_metadata(path: &Path, meta: &Metadata, is_symlink: bool) -> io::Result<
 
 #[cfg(test)]
 mod tests {
-    use super::{FileInProgress, MAX_GAP, MAX_READ, Piece, plan_reads, unix_permissions};
+    use super::{FileInProgress, Piece, ReadPlan, plan_reads, unix_permissions};
     use rustic_core::DataId;
     use rustic_core::repofile::{Metadata, PackId};
     use std::sync::Arc;
@@ -656,28 +678,30 @@ mod tests {
             pending: AtomicUsize::new(0),
             failed: AtomicBool::new(false),
         });
+        let plan = ReadPlan::local();
+        let (max_gap, max_read) = (plan.max_gap, plan.max_read);
         let pieces = vec![
             piece(&file, 2, 0, 100, 5),
             piece(&file, 1, 200, 100, 2),
             piece(&file, 1, 0, 100, 1),
             piece(&file, 1, 0, 100, 1), // the same blob twice: read and decrypted once
-            piece(&file, 1, 300 + MAX_GAP + 1, 100, 3), // too far from the previous one
-            piece(&file, 1, MAX_READ, 100, 4),
+            piece(&file, 1, 300 + max_gap + 1, 100, 3), // too far from the previous one
+            piece(&file, 1, max_read, 100, 4),
         ];
-        // Contiguous 1 MiB blobs: a read stops before it grows past MAX_READ.
+        // Contiguous 1 MiB blobs: a read stops before it grows past max_read.
         let mib = 1 << 20;
         let contiguous: Vec<_> = (0..5).map(|i| piece(&file, 3, i * mib, mib, 10 + u8::try_from(i).unwrap())).collect();
-        let jobs = plan_reads(pieces.into_iter().chain(contiguous).collect());
+        let jobs = plan_reads(pieces.into_iter().chain(contiguous).collect(), plan);
         let shape: Vec<_> = jobs.iter().map(|j| (j.pack.to_hex()[..2].to_string(), j.start, j.end, j.blobs.len())).collect();
         assert_eq!(
             shape,
             vec![
                 ("01".to_string(), 0, 300, 2),
-                ("01".to_string(), 300 + MAX_GAP + 1, 300 + MAX_GAP + 101, 1),
-                ("01".to_string(), MAX_READ, MAX_READ + 100, 1),
+                ("01".to_string(), 300 + max_gap + 1, 300 + max_gap + 101, 1),
+                ("01".to_string(), max_read, max_read + 100, 1),
                 ("02".to_string(), 0, 100, 1),
-                ("03".to_string(), 0, MAX_READ, 4),
-                ("03".to_string(), MAX_READ, MAX_READ + mib, 1),
+                ("03".to_string(), 0, max_read, 4),
+                ("03".to_string(), max_read, max_read + mib, 1),
             ]
         );
         assert_eq!(jobs[0].blobs[0].targets.len(), 2, "both places of the repeated blob are written");
