@@ -178,7 +178,13 @@ impl Engine {
         if matches!(repo.config_id(), Ok(Some(_))) {
             return Err(EngineError::RepositoryExists { location: self.location.to_string() });
         }
-        let config = ConfigOptions::default().set_version(Some(2));
+        // Data packs of 16 MiB, restic's size, instead of rustic's 32 MiB: the packer holds a pack
+        // while it fills and another while it is written, so this lowers peak RSS of a backup by
+        // ~20 MiB (130 -> 108 MiB on the 1 GiB benchmark set) at no measurable cost in speed.
+        // Packs still grow with the square root of the repository size, as rustic's do.
+        let config = ConfigOptions::default()
+            .set_version(Some(2))
+            .set_datapack_size(Some(bytesize::ByteSize::mib(16)));
         let repo = repo
             .init(&Credentials::password(self.password.expose()), &KeyOptions::default(), &config)
             .map_err(EngineError::repository("initialize the repository"))?;
