@@ -300,3 +300,25 @@ fn check_reads_a_subset_of_packs_on_request() {
     let stderr = exits_with(s.stash().arg("-r").arg(&repo).args(["check", "--read-data-subset", "half"]), 1);
     assert!(stderr.contains("--read-data-subset"), "{stderr}");
 }
+
+#[test]
+fn restore_from_a_corrupted_pack_names_the_damaged_file_restores_the_rest_and_exits_1() {
+    let s = Scratch::new();
+    let (repo, source) = (init(&s), s.path("source"));
+    tree::write(&source.join("damaged.bin"), &tree::pseudo_random(11, 6 * 1024 * 1024));
+    ok(s.stash().arg("-r").arg(&repo).arg("backup").arg(&source));
+    tree::write(&source.join("intact.txt"), b"written in a later snapshot, stored in another pack");
+    ok(s.stash().arg("-r").arg(&repo).arg("backup").arg(&source));
+
+    let pack = largest_file(&repo.join("data"));
+    let mut bytes = fs::read(&pack).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xFF;
+    fs::write(&pack, &bytes).unwrap();
+
+    let target = s.path("target");
+    let stderr = exits_with(s.stash().arg("-r").arg(&repo).args(["restore", "latest", "--target"]).arg(&target), 1);
+    assert!(stderr.contains("damaged.bin"), "the damaged file is named:\n{stderr}");
+    assert!(!stderr.contains("intact.txt"), "{stderr}");
+    assert_eq!(fs::read(restored(&target, &source).join("intact.txt")).unwrap(), b"written in a later snapshot, stored in another pack");
+}

@@ -496,6 +496,17 @@ impl<S: IndexedFull> Walker<'_, S> {
     }
 }
 
+/// A blob's id is the SHA-256 of its plaintext: checking it catches a pack that decrypts but
+/// holds other data than the index says (restic's restorer checks the same).
+fn verified(plain: Vec<u8>, id: &DataId) -> Result<Vec<u8>, String> {
+    use sha2::Digest;
+    if hex::encode(sha2::Sha256::digest(&plain)) == id.to_hex().as_str() {
+        Ok(plain)
+    } else {
+        Err("its content does not match its id (the pack is corrupt); run `stash check --read-data`".into())
+    }
+}
+
 fn read_jobs(
     backend: &dyn WriteBackend,
     cipher: &BlobCipher,
@@ -516,7 +527,7 @@ fn read_jobs(
                 Ok(raw) => {
                     let at = (blob.offset - job.start) as usize;
                     match raw.get(at..at + blob.length as usize) {
-                        Some(sealed) => cipher.open(sealed, blob.uncompressed_length),
+                        Some(sealed) => cipher.open(sealed, blob.uncompressed_length).and_then(|plain| verified(plain, &blob.id)),
                         None => Err(format!("the pack {} is shorter than the index says", job.pack)),
                     }
                 }
