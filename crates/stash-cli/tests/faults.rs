@@ -168,17 +168,23 @@ fn a_corrupted_pack_is_named_by_check_read_data_which_exits_non_zero() {
     ok(s.stash().arg("-r").arg(&repo).arg("backup").arg(&source));
     ok(s.stash().arg("-r").arg(&repo).args(["check", "--read-data"]));
 
-    let pack = largest_file(&repo.join("data"));
-    let mut bytes = fs::read(&pack).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xFF;
-    fs::write(&pack, &bytes).unwrap();
+    let pack = corrupt_largest_pack(&repo);
 
     let structure_only = support::run(s.stash().arg("-r").arg(&repo).arg("check"));
     assert!(structure_only.status.success(), "a flipped data byte does not break the structure");
     let stderr = exits_with(s.stash().arg("-r").arg(&repo).args(["check", "--read-data"]), 1);
     let pack_name = pack.file_name().unwrap().to_string_lossy().into_owned();
     assert!(stderr.contains(&pack_name[..8]), "check names the corrupted pack {pack_name}:\n{stderr}");
+}
+
+/// Flips one byte in the middle of the largest pack (a data pack) and returns its path.
+fn corrupt_largest_pack(repo: &std::path::Path) -> std::path::PathBuf {
+    let pack = largest_file(&repo.join("data"));
+    let mut bytes = fs::read(&pack).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xFF;
+    fs::write(&pack, &bytes).unwrap();
+    pack
 }
 
 fn largest_file(dir: &std::path::Path) -> std::path::PathBuf {
@@ -310,11 +316,7 @@ fn restore_from_a_corrupted_pack_names_the_damaged_file_restores_the_rest_and_ex
     tree::write(&source.join("intact.txt"), b"written in a later snapshot, stored in another pack");
     ok(s.stash().arg("-r").arg(&repo).arg("backup").arg(&source));
 
-    let pack = largest_file(&repo.join("data"));
-    let mut bytes = fs::read(&pack).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xFF;
-    fs::write(&pack, &bytes).unwrap();
+    corrupt_largest_pack(&repo);
 
     let target = s.path("target");
     let stderr = exits_with(s.stash().arg("-r").arg(&repo).args(["restore", "latest", "--target"]).arg(&target), 1);

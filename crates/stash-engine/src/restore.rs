@@ -2,7 +2,7 @@
 //! target), with contents, modes, ownership (when permitted), mtimes, symlinks, empty
 //! directories and holes for runs of zeros.
 //!
-//! Built on blob reads rather than rustic_core's restore command: that one plans the whole
+//! Built on blob reads rather than `rustic_core`'s restore command: that one plans the whole
 //! restore in memory (about the size of the data for large trees) and aborts the process on an
 //! I/O error. Here the walker streams trees one at a time and gathers the blobs of a few files
 //! into a batch; a batch is sorted by pack and offset and cut into reads of neighbouring blobs
