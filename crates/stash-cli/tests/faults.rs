@@ -69,28 +69,23 @@ fn unreadable_source_files_exit_3_and_are_named_while_the_rest_is_saved() {
     fs::set_permissions(source.join("locked.txt"), fs::Permissions::from_mode(0o000)).unwrap();
     fs::set_permissions(source.join("locked-dir"), fs::Permissions::from_mode(0o000)).unwrap();
 
-    // root reads everything; run the backup as `nobody` so the permissions bite.
-    let mut backup = if support::is_root() {
+    // root reads everything; run stash as `nobody` so the permissions bite.
+    if support::is_root() {
         fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let as_nobody = || {
+        if !support::is_root() {
+            return s.stash();
+        }
         let mut cmd = std::process::Command::new(support::require_tool("setpriv", "apt-get install -y util-linux"));
         cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_stash")])
             .env("RESTIC_PASSWORD", support::PASSWORD)
             .env("RESTIC_CACHE_DIR", s.path("nobody-cache"));
         cmd
-    } else {
-        s.stash()
     };
-    let init_cmd = if support::is_root() {
-        let mut c = std::process::Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_stash")]).env("RESTIC_PASSWORD", support::PASSWORD);
-        c
-    } else {
-        s.stash()
-    };
-    let mut init_cmd = init_cmd;
-    ok(init_cmd.arg("init").arg("-r").arg(&repo).arg("--no-cache"));
+    ok(as_nobody().arg("init").arg("-r").arg(&repo));
 
-    let out = support::run(backup.arg("-r").arg(&repo).arg("backup").arg(&source));
+    let out = support::run(as_nobody().arg("-r").arg(&repo).arg("backup").arg(&source));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "stderr:\n{stderr}");
     assert!(stderr.contains("locked.txt"), "the unreadable file is named: {stderr}");
