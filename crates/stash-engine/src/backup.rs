@@ -75,10 +75,7 @@ impl Engine {
     pub fn backup(&self, request: &BackupRequest) -> Result<BackupReport, EngineError> {
         let _span = tracing::info_span!("backup", repository = %self.location()).entered();
         if request.paths.is_empty() {
-            return Err(EngineError::InvalidRepository {
-                repository: self.location().to_string(),
-                reason: "no paths to back up were given".into(),
-            });
+            return Err(EngineError::NoBackupPaths);
         }
         let mut paths = Vec::with_capacity(request.paths.len());
         for path in &request.paths {

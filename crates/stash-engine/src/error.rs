@@ -54,6 +54,9 @@ pub enum EngineError {
         source: globset::Error,
     },
 
+    #[error("no paths to back up: name at least one file or directory (Stash: `spec.target.paths`)")]
+    NoBackupPaths,
+
     #[error("backup source `{path}` does not exist or cannot be read")]
     SourceMissing {
         path: PathBuf,
