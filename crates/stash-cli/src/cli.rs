@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "stash", version, about = "Kubernetes backup and restore operator, restic-compatible")]
+#[command(
+    name = "stash",
+    version,
+    about = "Kubernetes backup and restore operator, restic-compatible"
+)]
 pub struct Opts {
     #[command(flatten)]
     pub repo: RepoArgs,
@@ -48,10 +52,22 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct RepoArgs {
     /// Repository: a path, local:/path, s3:http://host:9000/bucket/prefix, rest:http://host:8000/, gs:, azure:, b2:, swift:.
-    #[arg(short = 'r', long = "repo", env = "RESTIC_REPOSITORY", global = true, value_name = "REPOSITORY")]
+    #[arg(
+        short = 'r',
+        long = "repo",
+        env = "RESTIC_REPOSITORY",
+        global = true,
+        value_name = "REPOSITORY"
+    )]
     pub repo: Option<String>,
     /// Read the repository password from the first line of this file (else `RESTIC_PASSWORD`).
-    #[arg(short = 'p', long, env = "RESTIC_PASSWORD_FILE", global = true, value_name = "FILE")]
+    #[arg(
+        short = 'p',
+        long,
+        env = "RESTIC_PASSWORD_FILE",
+        global = true,
+        value_name = "FILE"
+    )]
     pub password_file: Option<PathBuf>,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]

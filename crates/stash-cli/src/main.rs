@@ -27,6 +27,8 @@ fn install_interrupt_handler() {
         std::process::exit(exit_code::ExitCode::Interrupted as i32);
     });
     if let Err(err) = result {
-        eprintln!("stash: warning: cannot handle interrupts ({err}); an interrupted run may leave a stale lock");
+        eprintln!(
+            "stash: warning: cannot handle interrupts ({err}); an interrupted run may leave a stale lock"
+        );
     }
 }

@@ -30,41 +30,72 @@ fn conformance(s: &Scratch, backend: &Backend) {
 
     ok(backend.apply(&mut s.stash()).arg("init"));
     exits_with(backend.apply(&mut s.stash()).arg("init"), 1);
-    let first = json(&ok(backend.apply(&mut s.stash()).args(["backup", "--json", "--host", "host-0"]).arg(&source)));
-    let second = json(&ok(backend.apply(&mut s.stash()).args(["backup", "--json", "--host", "host-0"]).arg(&source)));
+    let first = json(&ok(backend
+        .apply(&mut s.stash())
+        .args(["backup", "--json", "--host", "host-0"])
+        .arg(&source)));
+    let second = json(&ok(backend
+        .apply(&mut s.stash())
+        .args(["backup", "--json", "--host", "host-0"])
+        .arg(&source)));
     assert_eq!(second["data_added"], 0, "{second}");
     assert_eq!(second["parent"], first["snapshot_id"]);
 
-    let listed = json(&ok(backend.apply(&mut s.stash()).args(["snapshots", "--json"])));
+    let listed = json(&ok(backend
+        .apply(&mut s.stash())
+        .args(["snapshots", "--json"])));
     assert_eq!(listed.as_array().unwrap().len(), 2);
 
     let target = s.path("target");
-    ok(backend.apply(&mut s.stash()).args(["restore", "latest", "--target"]).arg(&target));
+    ok(backend
+        .apply(&mut s.stash())
+        .args(["restore", "latest", "--target"])
+        .arg(&target));
     tree::assert_same(&source, &restored(&target, &source));
 
     // Locks are taken and released on this backend too: nothing is left, nothing stale to remove.
-    let unlock = json(&ok(backend.apply(&mut s.stash()).args(["unlock", "--json"])));
+    let unlock = json(&ok(backend
+        .apply(&mut s.stash())
+        .args(["unlock", "--json"])));
     assert!(unlock["removed"].as_array().unwrap().is_empty(), "{unlock}");
 
-    ok(backend.apply(&mut s.stash()).args(["forget", "--keep-last", "1", "--prune"]));
+    ok(backend
+        .apply(&mut s.stash())
+        .args(["forget", "--keep-last", "1", "--prune"]));
     let check = ok(backend.apply(&mut s.stash()).args(["check", "--read-data"]));
     assert!(check.contains("no errors"), "{check}");
     let stats = json(&ok(backend.apply(&mut s.stash()).args(["stats", "--json"])));
     assert_eq!(stats["snapshot_count"], 1);
 
-    exits_with(backend.apply(&mut s.stash()).env("RESTIC_PASSWORD", "wrong").arg("snapshots"), 12);
+    exits_with(
+        backend
+            .apply(&mut s.stash())
+            .env("RESTIC_PASSWORD", "wrong")
+            .arg("snapshots"),
+        12,
+    );
 
     // Debian's restic reads the same repository through its own backend code.
-    let by_restic = json(&ok(backend.apply(&mut s.restic()).args(["snapshots", "--json"])));
+    let by_restic = json(&ok(backend
+        .apply(&mut s.restic())
+        .args(["snapshots", "--json"])));
     assert_eq!(by_restic[0]["id"], second["snapshot_id"]);
-    ok(backend.apply(&mut s.restic()).args(["check", "--read-data"]));
+    ok(backend
+        .apply(&mut s.restic())
+        .args(["check", "--read-data"]));
 }
 
 #[test]
 fn local_backend_passes_the_conformance_suite() {
     let s = Scratch::new();
     let repo = format!("local:{}", s.path("repo").display());
-    conformance(&s, &Backend { repo, env: Vec::new() });
+    conformance(
+        &s,
+        &Backend {
+            repo,
+            env: Vec::new(),
+        },
+    );
 }
 
 fn s3_backend(bucket: &str) -> Backend {
@@ -92,7 +123,10 @@ fn an_s3_repository_in_a_missing_bucket_is_reported_with_what_to_do() {
     let server = servers::s3();
     let backend = Backend {
         repo: format!("s3:http://127.0.0.1:{}/no-such-bucket/x", server.port),
-        env: vec![("AWS_ACCESS_KEY_ID", "a".into()), ("AWS_SECRET_ACCESS_KEY", "b".into())],
+        env: vec![
+            ("AWS_ACCESS_KEY_ID", "a".into()),
+            ("AWS_SECRET_ACCESS_KEY", "b".into()),
+        ],
     };
     let stderr = exits_with(backend.apply(&mut s.stash()).arg("init"), 1);
     assert!(stderr.contains("bucket does not exist"), "{stderr}");
@@ -109,10 +143,18 @@ fn restic_and_stash_share_one_s3_repository() {
     ok(backend.apply(&mut s.restic()).arg("init"));
     ok(backend.apply(&mut s.restic()).arg("backup").arg(&source));
     let target = s.path("target");
-    ok(backend.apply(&mut s.stash()).args(["restore", "latest", "--target"]).arg(&target));
-    assert_eq!(std::fs::read(restored(&target, &source).join("from-restic.txt")).unwrap(), b"restic wrote this");
+    ok(backend
+        .apply(&mut s.stash())
+        .args(["restore", "latest", "--target"])
+        .arg(&target));
+    assert_eq!(
+        std::fs::read(restored(&target, &source).join("from-restic.txt")).unwrap(),
+        b"restic wrote this"
+    );
     ok(backend.apply(&mut s.stash()).arg("backup").arg(&source));
-    let listed = json(&ok(backend.apply(&mut s.restic()).args(["snapshots", "--json"])));
+    let listed = json(&ok(backend
+        .apply(&mut s.restic())
+        .args(["snapshots", "--json"])));
     assert_eq!(listed.as_array().unwrap().len(), 2);
     assert!(Path::new(&target).exists());
 }

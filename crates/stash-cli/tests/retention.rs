@@ -33,24 +33,40 @@ fn history() -> History {
     let mut names = BTreeMap::new();
     for (name, time, tag) in TIMES {
         let mut cmd = s.stash();
-        cmd.arg("-r").arg(&repo).args(["backup", "--json", "--host", "host-0", "--time", time]);
+        cmd.arg("-r")
+            .arg(&repo)
+            .args(["backup", "--json", "--host", "host-0", "--time", time]);
         if !tag.is_empty() {
             cmd.args(["--tag", tag]);
         }
         let out = json(&ok(cmd.arg(&source)));
-        names.insert(out["snapshot_id"].as_str().unwrap().to_string(), name.to_string());
+        names.insert(
+            out["snapshot_id"].as_str().unwrap().to_string(),
+            name.to_string(),
+        );
     }
     History { s, repo, names }
 }
 
 impl History {
     fn kept(&self, args: &[&str]) -> BTreeSet<String> {
-        let out = json(&ok(self.s.stash().arg("-r").arg(&self.repo).args(["forget", "--json", "--dry-run"]).args(args)));
+        let out = json(&ok(self
+            .s
+            .stash()
+            .arg("-r")
+            .arg(&self.repo)
+            .args(["forget", "--json", "--dry-run"])
+            .args(args)));
         out["forget"]["keep"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|s| self.names.get(s["id"].as_str().unwrap()).cloned().unwrap_or_else(|| "other".into()))
+            .map(|s| {
+                self.names
+                    .get(s["id"].as_str().unwrap())
+                    .cloned()
+                    .unwrap_or_else(|| "other".into())
+            })
             .collect()
     }
 }
@@ -85,9 +101,24 @@ fn rules_count_per_host_and_path_set_like_stash_without_host() {
     let h = history();
     let other = h.s.path("other-source");
     tree::write(&other.join("g"), b"other");
-    ok(h.s.stash().arg("-r").arg(&h.repo).args(["backup", "--host", "host-1", "--time", "2025-01-05T00:00:00Z"]).arg(&other));
+    ok(h.s
+        .stash()
+        .arg("-r")
+        .arg(&h.repo)
+        .args([
+            "backup",
+            "--host",
+            "host-1",
+            "--time",
+            "2025-01-05T00:00:00Z",
+        ])
+        .arg(&other));
     assert_eq!(h.kept(&["--keep-last", "1"]), set(&["s8", "other"]));
-    assert_eq!(h.kept(&["--keep-last", "1", "--host", "host-1"]), set(&["other"]), "a filter narrows what is considered");
+    assert_eq!(
+        h.kept(&["--keep-last", "1", "--host", "host-1"]),
+        set(&["other"]),
+        "a filter narrows what is considered"
+    );
 }
 
 #[test]
@@ -95,14 +126,42 @@ fn forget_removes_prune_reclaims_and_the_repository_stays_consistent() {
     let h = history();
     let dry = h.kept(&["--keep-last", "2"]);
     assert_eq!(dry.len(), 2);
-    let listed = json(&ok(h.s.stash().arg("-r").arg(&h.repo).args(["snapshots", "--json"])));
-    assert_eq!(listed.as_array().unwrap().len(), TIMES.len(), "--dry-run removed nothing");
+    let listed = json(&ok(h
+        .s
+        .stash()
+        .arg("-r")
+        .arg(&h.repo)
+        .args(["snapshots", "--json"])));
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        TIMES.len(),
+        "--dry-run removed nothing"
+    );
 
-    ok(h.s.stash().arg("-r").arg(&h.repo).args(["forget", "--keep-last", "2", "--prune"]));
-    let listed = json(&ok(h.s.stash().arg("-r").arg(&h.repo).args(["snapshots", "--json"])));
-    let left: BTreeSet<_> = listed.as_array().unwrap().iter().map(|s| h.names[s["id"].as_str().unwrap()].clone()).collect();
+    ok(h.s
+        .stash()
+        .arg("-r")
+        .arg(&h.repo)
+        .args(["forget", "--keep-last", "2", "--prune"]));
+    let listed = json(&ok(h
+        .s
+        .stash()
+        .arg("-r")
+        .arg(&h.repo)
+        .args(["snapshots", "--json"])));
+    let left: BTreeSet<_> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| h.names[s["id"].as_str().unwrap()].clone())
+        .collect();
     assert_eq!(left, set(&["s8", "s7"]));
-    let check = ok(h.s.stash().arg("-r").arg(&h.repo).args(["check", "--read-data"]));
+    let check = ok(h
+        .s
+        .stash()
+        .arg("-r")
+        .arg(&h.repo)
+        .args(["check", "--read-data"]));
     assert!(check.contains("no errors"), "{check}");
 }
 
@@ -115,12 +174,25 @@ fn prune_removes_the_data_only_forgotten_snapshots_used() {
     ok(s.stash().arg("-r").arg(&repo).arg("backup").arg(&source));
     tree::write(&source.join("f"), &tree::pseudo_random(2, 4 * 1024 * 1024));
     ok(s.stash().arg("-r").arg(&repo).arg("backup").arg(&source));
-    let size = |s: &Scratch, repo: &Path| json(&ok(s.stash().arg("-r").arg(repo).args(["stats", "--json"])))["total_size"].as_u64().unwrap();
+    let size = |s: &Scratch, repo: &Path| {
+        json(&ok(s.stash().arg("-r").arg(repo).args(["stats", "--json"])))["total_size"]
+            .as_u64()
+            .unwrap()
+    };
     let before = size(&s, &repo);
-    ok(s.stash().arg("-r").arg(&repo).args(["forget", "--keep-last", "1", "--prune"]));
+    ok(s.stash()
+        .arg("-r")
+        .arg(&repo)
+        .args(["forget", "--keep-last", "1", "--prune"]));
     let after = size(&s, &repo);
-    assert!(after < before * 6 / 10, "prune reclaimed the first version's data: {before} -> {after}");
-    ok(s.restic().arg("-r").arg(&repo).args(["check", "--read-data"]));
+    assert!(
+        after < before * 6 / 10,
+        "prune reclaimed the first version's data: {before} -> {after}"
+    );
+    ok(s.restic()
+        .arg("-r")
+        .arg(&repo)
+        .args(["check", "--read-data"]));
 }
 
 #[test]
@@ -129,5 +201,8 @@ fn forget_without_a_keep_rule_is_refused_with_the_rules_to_choose_from() {
     let out = support::run(h.s.stash().arg("-r").arg(&h.repo).arg("forget"));
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("keepLast") && stderr.contains("keepDaily"), "{stderr}");
+    assert!(
+        stderr.contains("keepLast") && stderr.contains("keepDaily"),
+        "{stderr}"
+    );
 }

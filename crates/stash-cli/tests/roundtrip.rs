@@ -8,7 +8,13 @@ use std::path::Path;
 use support::{Scratch, json, ok, restored, tree};
 
 fn backup_json(s: &Scratch, repo: &Path, source: &Path, extra: &[&str]) -> serde_json::Value {
-    json(&ok(s.stash().arg("-r").arg(repo).args(["backup", "--json"]).args(extra).arg(source)))
+    json(&ok(s
+        .stash()
+        .arg("-r")
+        .arg(repo)
+        .args(["backup", "--json"])
+        .args(extra)
+        .arg(source)))
 }
 
 #[test]
@@ -22,7 +28,11 @@ fn a_tree_restores_byte_for_byte_with_modes_mtimes_symlinks_and_holes() {
     assert_eq!(summary["message_type"], "summary");
     assert!(summary["unreadable"].as_array().unwrap().is_empty());
 
-    ok(s.stash().arg("-r").arg(&repo).args(["restore", "latest", "--target"]).arg(&target));
+    ok(s.stash()
+        .arg("-r")
+        .arg(&repo)
+        .args(["restore", "latest", "--target"])
+        .arg(&target));
     tree::assert_same(&source, &restored(&target, &source));
 
     let sparse = restored(&target, &source).join("sparse.img");
@@ -46,7 +56,10 @@ fn an_unchanged_second_backup_adds_no_data_and_reports_every_file_unmodified() {
     assert_eq!(second["files_new"], 0);
     assert_eq!(second["files_changed"], 0);
     assert_eq!(second["files_unmodified"], first["files_new"]);
-    assert_eq!(second["data_added"], 0, "an unchanged tree must not add data: {second}");
+    assert_eq!(
+        second["data_added"], 0,
+        "an unchanged tree must not add data: {second}"
+    );
     assert_eq!(second["parent"], first["snapshot_id"]);
 }
 
@@ -102,8 +115,22 @@ fn excludes_leave_matching_entries_out_of_the_snapshot() {
     tree::write(&source.join("nested/deeper/old.log"), b"log");
     tree::write(&source.join("cache/blob"), b"cache");
     ok(s.stash().arg("init").arg("-r").arg(&repo));
-    backup_json(&s, &repo, &source, &["--exclude", "*.log", "--exclude", &format!("{}/cache", source.display())]);
-    ok(s.stash().arg("-r").arg(&repo).args(["restore", "latest", "--target"]).arg(&target));
+    backup_json(
+        &s,
+        &repo,
+        &source,
+        &[
+            "--exclude",
+            "*.log",
+            "--exclude",
+            &format!("{}/cache", source.display()),
+        ],
+    );
+    ok(s.stash()
+        .arg("-r")
+        .arg(&repo)
+        .args(["restore", "latest", "--target"])
+        .arg(&target));
     let out = restored(&target, &source);
     assert!(out.join("keep.txt").exists());
     assert!(!out.join("app.log").exists());
@@ -122,7 +149,19 @@ fn restore_include_and_exclude_select_what_is_written() {
     backup_json(&s, &repo, &source, &[]);
 
     let only_db = s.path("only-db");
-    ok(s.stash().arg("-r").arg(&repo).args(["restore", "latest", "--include", "db", "--exclude", "tmp.sql", "--target"]).arg(&only_db));
+    ok(s.stash()
+        .arg("-r")
+        .arg(&repo)
+        .args([
+            "restore",
+            "latest",
+            "--include",
+            "db",
+            "--exclude",
+            "tmp.sql",
+            "--target",
+        ])
+        .arg(&only_db));
     let out = restored(&only_db, &source);
     assert_eq!(fs::read(out.join("db/data.sql")).unwrap(), b"data");
     assert!(!out.join("db/tmp.sql").exists());
@@ -141,11 +180,21 @@ fn restore_into_a_non_empty_directory_keeps_files_it_did_not_write() {
     tree::write(&out.join("a.txt"), b"older local content");
     tree::write(&out.join("user-notes.txt"), b"not in any snapshot");
     tree::write(&target.join("elsewhere/keep.me"), b"unrelated");
-    ok(s.stash().arg("-r").arg(&repo).args(["restore", "latest", "--target"]).arg(&target));
+    ok(s.stash()
+        .arg("-r")
+        .arg(&repo)
+        .args(["restore", "latest", "--target"])
+        .arg(&target));
 
     assert_eq!(fs::read(out.join("a.txt")).unwrap(), b"from the snapshot");
-    assert_eq!(fs::read(out.join("user-notes.txt")).unwrap(), b"not in any snapshot");
-    assert_eq!(fs::read(target.join("elsewhere/keep.me")).unwrap(), b"unrelated");
+    assert_eq!(
+        fs::read(out.join("user-notes.txt")).unwrap(),
+        b"not in any snapshot"
+    );
+    assert_eq!(
+        fs::read(target.join("elsewhere/keep.me")).unwrap(),
+        b"unrelated"
+    );
 }
 
 #[test]
@@ -160,23 +209,50 @@ fn snapshots_filter_by_host_path_and_tag_and_restore_picks_the_latest_match() {
     tree::write(&a.join("f"), b"a2");
     backup_json(&s, &repo, &a, &["--host", "host-0"]);
 
-    let all = json(&ok(s.stash().arg("-r").arg(&repo).args(["snapshots", "--json"])));
+    let all = json(&ok(s
+        .stash()
+        .arg("-r")
+        .arg(&repo)
+        .args(["snapshots", "--json"])));
     assert_eq!(all.as_array().unwrap().len(), 3);
-    let host0 = json(&ok(s.stash().arg("-r").arg(&repo).args(["snapshots", "--json", "--host", "host-0"])));
+    let host0 = json(&ok(s.stash().arg("-r").arg(&repo).args([
+        "snapshots",
+        "--json",
+        "--host",
+        "host-0",
+    ])));
     assert_eq!(host0.as_array().unwrap().len(), 2);
-    let tagged = json(&ok(s.stash().arg("-r").arg(&repo).args(["snapshots", "--json", "--tag", "daily"])));
+    let tagged = json(&ok(s.stash().arg("-r").arg(&repo).args([
+        "snapshots",
+        "--json",
+        "--tag",
+        "daily",
+    ])));
     assert_eq!(tagged.as_array().unwrap().len(), 1);
     assert_eq!(tagged[0]["short_id"].as_str().unwrap().len(), 8);
-    let by_path = json(&ok(s.stash().arg("-r").arg(&repo).args(["snapshots", "--json", "--path"]).arg(&b)));
+    let by_path = json(&ok(s
+        .stash()
+        .arg("-r")
+        .arg(&repo)
+        .args(["snapshots", "--json", "--path"])
+        .arg(&b)));
     assert_eq!(by_path[0]["hostname"], "host-1");
 
     let target = s.path("target");
-    ok(s.stash().arg("-r").arg(&repo).args(["restore", "latest", "--host", "host-0", "--target"]).arg(&target));
+    ok(s.stash()
+        .arg("-r")
+        .arg(&repo)
+        .args(["restore", "latest", "--host", "host-0", "--target"])
+        .arg(&target));
     assert_eq!(fs::read(restored(&target, &a).join("f")).unwrap(), b"a2");
 
     let old = tagged[0]["short_id"].as_str().unwrap();
     let target = s.path("target-old");
-    ok(s.stash().arg("-r").arg(&repo).args(["restore", old, "--target"]).arg(&target));
+    ok(s.stash()
+        .arg("-r")
+        .arg(&repo)
+        .args(["restore", old, "--target"])
+        .arg(&target));
     assert_eq!(fs::read(restored(&target, &a).join("f")).unwrap(), b"a1");
 }
 
@@ -188,8 +264,15 @@ fn stats_count_snapshots_and_stored_bytes() {
     ok(s.stash().arg("init").arg("-r").arg(&repo));
     backup_json(&s, &repo, &source, &[]);
     backup_json(&s, &repo, &source, &[]);
-    let stats = json(&ok(s.stash().arg("-r").arg(&repo).args(["stats", "--json"])));
+    let stats = json(&ok(s
+        .stash()
+        .arg("-r")
+        .arg(&repo)
+        .args(["stats", "--json"])));
     assert_eq!(stats["snapshot_count"], 2);
     let size = stats["total_size"].as_u64().unwrap();
-    assert!((200_000..260_000).contains(&size), "random data stores at about its size: {size}");
+    assert!(
+        (200_000..260_000).contains(&size),
+        "random data stores at about its size: {size}"
+    );
 }

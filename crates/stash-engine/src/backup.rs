@@ -79,13 +79,21 @@ impl Engine {
         }
         let mut paths = Vec::with_capacity(request.paths.len());
         for path in &request.paths {
-            let absolute = std::path::absolute(path)
-                .map_err(|source| EngineError::SourceMissing { path: path.clone(), source })?;
-            std::fs::symlink_metadata(&absolute)
-                .map_err(|source| EngineError::SourceMissing { path: absolute.clone(), source })?;
+            let absolute =
+                std::path::absolute(path).map_err(|source| EngineError::SourceMissing {
+                    path: path.clone(),
+                    source,
+                })?;
+            std::fs::symlink_metadata(&absolute).map_err(|source| EngineError::SourceMissing {
+                path: absolute.clone(),
+                source,
+            })?;
             paths.push(absolute);
         }
-        let path_list = paths.iter().cloned().collect::<PathList>()
+        let path_list = paths
+            .iter()
+            .cloned()
+            .collect::<PathList>()
             .sanitize()
             .map_err(|err| EngineError::InvalidRepository {
                 repository: self.location().to_string(),
@@ -93,7 +101,9 @@ impl Engine {
             })?;
 
         let (repo, _lock) = self.open_locked(crate::repo::LockKind::Backup)?;
-        let repo = repo.to_indexed_ids().map_err(EngineError::repository("read the repository index"))?;
+        let repo = repo
+            .to_indexed_ids()
+            .map_err(EngineError::repository("read the repository index"))?;
 
         let mut snapshot_options = SnapshotOptions::default();
         if let Some(host) = &request.host {
@@ -107,7 +117,9 @@ impl Engine {
                 .add_tags(&request.tags.join(","))
                 .map_err(EngineError::repository("parse the snapshot tags"))?;
         }
-        let snapshot = snapshot_options.to_snapshot().map_err(EngineError::repository("prepare the snapshot"))?;
+        let snapshot = snapshot_options
+            .to_snapshot()
+            .map_err(EngineError::repository("prepare the snapshot"))?;
 
         // rustic_core 0.13 compares inodes only when `ignore_inode` is *true* (the flag reads
         // inverted in its parent matcher), so restic's default, "a new inode is a change", needs
@@ -116,12 +128,27 @@ impl Engine {
             .force(request.force)
             .ignore_ctime(request.ignore_inode_and_ctime)
             .ignore_inode(!request.ignore_inode_and_ctime);
-        let excludes = Excludes::default().globs(request.excludes.iter().map(|p| format!("!{p}")).collect::<Vec<_>>());
-        let options = BackupOptions::default().parent_opts(parent).excludes(excludes.clone());
+        let excludes = Excludes::default().globs(
+            request
+                .excludes
+                .iter()
+                .map(|p| format!("!{p}"))
+                .collect::<Vec<_>>(),
+        );
+        let options = BackupOptions::default()
+            .parent_opts(parent)
+            .excludes(excludes.clone());
 
         let source_paths = path_list.paths();
-        let local = LocalSource::new(options.ignore_save_opts, &excludes, &options.ignore_filter_opts, &source_paths)
-            .map_err(EngineError::repository("prepare the backup source (check the --exclude patterns)"))?;
+        let local = LocalSource::new(
+            options.ignore_save_opts,
+            &excludes,
+            &options.ignore_filter_opts,
+            &source_paths,
+        )
+        .map_err(EngineError::repository(
+            "prepare the backup source (check the --exclude patterns)",
+        ))?;
         let source = WatchedSource::new(local);
 
         let started = std::time::Instant::now();
@@ -158,7 +185,10 @@ impl Engine {
 }
 
 pub(crate) mod duration_secs {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
     }
 }

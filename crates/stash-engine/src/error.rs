@@ -21,10 +21,14 @@ pub enum EngineError {
     )]
     RepositoryNotFound { location: String, detail: String },
 
-    #[error("repository at `{location}` already exists (config file present); refusing to initialize it again")]
+    #[error(
+        "repository at `{location}` already exists (config file present); refusing to initialize it again"
+    )]
     RepositoryExists { location: String },
 
-    #[error("wrong password for repository `{location}`: no key in `keys/` opens with it; check RESTIC_PASSWORD / --password-file")]
+    #[error(
+        "wrong password for repository `{location}`: no key in `keys/` opens with it; check RESTIC_PASSWORD / --password-file"
+    )]
     WrongPassword { location: String },
 
     #[error(
@@ -41,7 +45,10 @@ pub enum EngineError {
 
     /// `rustic_core`'s own report is long and multi-line; `detail` is its one-line form.
     #[error("failed to {action}: {detail}")]
-    Repository { action: &'static str, detail: String },
+    Repository {
+        action: &'static str,
+        detail: String,
+    },
 
     #[error("no snapshot matches `{spec}`{filter}")]
     SnapshotNotFound { spec: String, filter: String },
@@ -54,7 +61,9 @@ pub enum EngineError {
         source: globset::Error,
     },
 
-    #[error("no paths to back up: name at least one file or directory (Stash: `spec.target.paths`)")]
+    #[error(
+        "no paths to back up: name at least one file or directory (Stash: `spec.target.paths`)"
+    )]
     NoBackupPaths,
 
     #[error("backup source `{path}` does not exist or cannot be read")]
@@ -83,8 +92,13 @@ pub enum EngineError {
 }
 
 impl EngineError {
-    pub(crate) fn repository(action: &'static str) -> impl FnOnce(Box<rustic_core::RusticError>) -> Self {
-        move |source| Self::Repository { action, detail: one_line(&source) }
+    pub(crate) fn repository(
+        action: &'static str,
+    ) -> impl FnOnce(Box<rustic_core::RusticError>) -> Self {
+        move |source| Self::Repository {
+            action,
+            detail: one_line(&source),
+        }
     }
 
     /// Whether a retry can succeed without a change of input.
@@ -102,11 +116,19 @@ impl EngineError {
 /// `rustic_core`'s concise log form, with a hint for the faults users meet most.
 pub(crate) fn one_line(err: &rustic_core::RusticError) -> String {
     let text = err.display_log();
-    let text = text.strip_prefix("Error: ").unwrap_or(&text).replace('\n', " ");
+    let text = text
+        .strip_prefix("Error: ")
+        .unwrap_or(&text)
+        .replace('\n', " ");
     if text.contains("NoSuchBucket") {
-        return format!("the bucket does not exist; create it first (e.g. `aws s3 mb`), then retry ({text})");
+        return format!(
+            "the bucket does not exist; create it first (e.g. `aws s3 mb`), then retry ({text})"
+        );
     }
-    if text.contains("InvalidAccessKeyId") || text.contains("SignatureDoesNotMatch") || text.contains("AccessDenied") {
+    if text.contains("InvalidAccessKeyId")
+        || text.contains("SignatureDoesNotMatch")
+        || text.contains("AccessDenied")
+    {
         return format!("access denied; check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY ({text})");
     }
     text

@@ -22,7 +22,9 @@ pub struct RepositoryLocation {
 impl std::fmt::Debug for RepositoryLocation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Options carry secrets (keys, passwords); only the location is safe to print.
-        f.debug_struct("RepositoryLocation").field("repository", &self.display).finish_non_exhaustive()
+        f.debug_struct("RepositoryLocation")
+            .field("repository", &self.display)
+            .finish_non_exhaustive()
     }
 }
 
@@ -40,7 +42,10 @@ impl RepositoryLocation {
 
     /// Parses a restic repository string; `env` answers credential variables by name
     /// (the process environment for the CLI, the storage Secret's keys for the agent).
-    pub fn parse(repository: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, EngineError> {
+    pub fn parse(
+        repository: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, EngineError> {
         let invalid = |reason: &str| EngineError::InvalidRepository {
             repository: redact_userinfo(repository),
             reason: reason.to_string(),
@@ -57,13 +62,16 @@ impl RepositoryLocation {
                 if rest.is_empty() {
                     return Err(invalid("the local path is empty"));
                 }
-                let path = std::path::absolute(rest).map_err(|_| invalid("the local path cannot be made absolute"))?;
+                let path = std::path::absolute(rest)
+                    .map_err(|_| invalid("the local path cannot be made absolute"))?;
                 local_path = Some(path.clone());
                 format!("local:{}", path.display())
             }
             Some("rest") => {
                 if !(rest.starts_with("http://") || rest.starts_with("https://")) {
-                    return Err(invalid("a rest repository must look like rest:http://host:8000/path"));
+                    return Err(invalid(
+                        "a rest repository must look like rest:http://host:8000/path",
+                    ));
                 }
                 let mut url = rest.to_string();
                 if !url.ends_with('/') {
@@ -82,7 +90,9 @@ impl RepositoryLocation {
         };
         Ok(Self {
             display: redact_userinfo(repository),
-            backend: BackendOptions::default().repository(rustic_repo).options(options),
+            backend: BackendOptions::default()
+                .repository(rustic_repo)
+                .options(options),
             local_path,
         })
     }
@@ -102,7 +112,9 @@ fn object_store(
             options.insert("endpoint".into(), s3.endpoint);
             options.insert("bucket".into(), s3.bucket);
             options.insert("root".into(), format!("/{}", s3.prefix));
-            let region = env("AWS_DEFAULT_REGION").or_else(|| env("AWS_REGION")).unwrap_or_else(|| "us-east-1".into());
+            let region = env("AWS_DEFAULT_REGION")
+                .or_else(|| env("AWS_REGION"))
+                .unwrap_or_else(|| "us-east-1".into());
             options.insert("region".into(), region);
             if let Some(key) = env("AWS_ACCESS_KEY_ID") {
                 options.insert("access_key_id".into(), key);
@@ -119,7 +131,8 @@ fn object_store(
             "opendal:s3".to_string()
         }
         "gs" => {
-            let (bucket, prefix) = parse_bucket_prefix(rest).ok_or("a gcs repository must look like gs:bucket:/prefix")?;
+            let (bucket, prefix) = parse_bucket_prefix(rest)
+                .ok_or("a gcs repository must look like gs:bucket:/prefix")?;
             options.insert("bucket".into(), bucket);
             options.insert("root".into(), format!("/{prefix}"));
             if let Some(path) = env("GOOGLE_APPLICATION_CREDENTIALS") {
@@ -128,11 +141,15 @@ fn object_store(
             "opendal:gcs".to_string()
         }
         "azure" => {
-            let (container, prefix) = parse_bucket_prefix(rest).ok_or("an azure repository must look like azure:container:/prefix")?;
+            let (container, prefix) = parse_bucket_prefix(rest)
+                .ok_or("an azure repository must look like azure:container:/prefix")?;
             let account = env("AZURE_ACCOUNT_NAME").ok_or("AZURE_ACCOUNT_NAME is not set")?;
             options.insert("container".into(), container);
             options.insert("root".into(), format!("/{prefix}"));
-            options.insert("endpoint".into(), format!("https://{account}.blob.core.windows.net"));
+            options.insert(
+                "endpoint".into(),
+                format!("https://{account}.blob.core.windows.net"),
+            );
             options.insert("account_name".into(), account);
             if let Some(key) = env("AZURE_ACCOUNT_KEY") {
                 options.insert("account_key".into(), key);
@@ -140,7 +157,8 @@ fn object_store(
             "opendal:azblob".to_string()
         }
         "b2" => {
-            let (bucket, prefix) = parse_bucket_prefix(rest).ok_or("a b2 repository must look like b2:bucket:/prefix")?;
+            let (bucket, prefix) = parse_bucket_prefix(rest)
+                .ok_or("a b2 repository must look like b2:bucket:/prefix")?;
             let id = env("B2_ACCOUNT_ID").ok_or("B2_ACCOUNT_ID is not set")?;
             let key = env("B2_ACCOUNT_KEY").ok_or("B2_ACCOUNT_KEY is not set")?;
             options.insert("bucket".into(), bucket);
@@ -153,8 +171,10 @@ fn object_store(
             "opendal:b2".to_string()
         }
         "swift" => {
-            let (container, prefix) = parse_bucket_prefix(rest).ok_or("a swift repository must look like swift:container:/prefix")?;
-            let storage_url = env("OS_STORAGE_URL").ok_or("swift needs OS_STORAGE_URL and OS_AUTH_TOKEN (token authentication)")?;
+            let (container, prefix) = parse_bucket_prefix(rest)
+                .ok_or("a swift repository must look like swift:container:/prefix")?;
+            let storage_url = env("OS_STORAGE_URL")
+                .ok_or("swift needs OS_STORAGE_URL and OS_AUTH_TOKEN (token authentication)")?;
             options.insert("endpoint".into(), storage_url);
             options.insert("container".into(), container);
             options.insert("root".into(), format!("/{prefix}"));
@@ -173,7 +193,9 @@ fn split_scheme(repository: &str) -> (Option<&str>, &str) {
         return (None, repository);
     }
     match repository.split_once(':') {
-        Some((scheme, rest)) if scheme.chars().all(|c| c.is_ascii_alphanumeric()) => (Some(scheme), rest),
+        Some((scheme, rest)) if scheme.chars().all(|c| c.is_ascii_alphanumeric()) => {
+            (Some(scheme), rest)
+        }
         _ => (None, repository),
     }
 }
@@ -197,7 +219,11 @@ fn parse_s3(rest: &str) -> Option<S3Location> {
     let host = parts.next().filter(|h| !h.is_empty())?;
     let bucket = parts.next().filter(|b| !b.is_empty())?;
     let prefix = parts.next().unwrap_or("").trim_matches('/');
-    Some(S3Location { endpoint: format!("{scheme}{host}"), bucket: bucket.to_string(), prefix: prefix.to_string() })
+    Some(S3Location {
+        endpoint: format!("{scheme}{host}"),
+        bucket: bucket.to_string(),
+        prefix: prefix.to_string(),
+    })
 }
 
 fn parse_bucket_prefix(rest: &str) -> Option<(String, String)> {
@@ -210,11 +236,16 @@ fn parse_bucket_prefix(rest: &str) -> Option<(String, String)> {
 
 /// Stash keeps REST credentials in the Secret, restic in the URL; accept both.
 fn with_rest_userinfo(url: &str, env: &impl Fn(&str) -> Option<String>) -> String {
-    let (Some(user), Some(pass)) = (env("REST_SERVER_USERNAME"), env("REST_SERVER_PASSWORD")) else {
+    let (Some(user), Some(pass)) = (env("REST_SERVER_USERNAME"), env("REST_SERVER_PASSWORD"))
+    else {
         return url.to_string();
     };
     let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
-    if rest.split('/').next().is_some_and(|authority| authority.contains('@')) {
+    if rest
+        .split('/')
+        .next()
+        .is_some_and(|authority| authority.contains('@'))
+    {
         return url.to_string();
     }
     format!("{scheme}://{user}:{pass}@{rest}")
@@ -246,7 +277,10 @@ mod tests {
         for repo in ["/srv/repo", "local:/srv/repo"] {
             let loc = RepositoryLocation::parse(repo, no_env).unwrap();
             assert_eq!(loc.backend.repository.as_deref(), Some("local:/srv/repo"));
-            assert_eq!(loc.local_path.as_deref(), Some(std::path::Path::new("/srv/repo")));
+            assert_eq!(
+                loc.local_path.as_deref(),
+                Some(std::path::Path::new("/srv/repo"))
+            );
         }
     }
 
@@ -257,7 +291,8 @@ mod tests {
             "AWS_SECRET_ACCESS_KEY" => Some("secret".to_string()),
             _ => None,
         };
-        let loc = RepositoryLocation::parse("s3:http://127.0.0.1:9000/bucket/demo/deployment", env).unwrap();
+        let loc = RepositoryLocation::parse("s3:http://127.0.0.1:9000/bucket/demo/deployment", env)
+            .unwrap();
         let o = &loc.backend.options;
         assert_eq!(o["endpoint"], "http://127.0.0.1:9000");
         assert_eq!(o["bucket"], "bucket");
@@ -281,21 +316,28 @@ mod tests {
             _ => None,
         };
         let loc = RepositoryLocation::parse("rest:http://127.0.0.1:8000/repo", env).unwrap();
-        assert_eq!(loc.backend.repository.as_deref(), Some("rest:http://u:p@127.0.0.1:8000/repo/"));
+        assert_eq!(
+            loc.backend.repository.as_deref(),
+            Some("rest:http://u:p@127.0.0.1:8000/repo/")
+        );
         let loc = RepositoryLocation::parse("rest:http://a:secret@host/repo", no_env).unwrap();
         assert_eq!(loc.to_string(), "rest:http://***@host/repo");
     }
 
     #[test]
     fn unknown_scheme_names_the_supported_ones() {
-        let err = RepositoryLocation::parse("ftp:host/x", no_env).unwrap_err().to_string();
+        let err = RepositoryLocation::parse("ftp:host/x", no_env)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown backend `ftp:`"), "{err}");
         assert!(err.contains("s3:"), "{err}");
     }
 
     #[test]
     fn malformed_s3_string_is_rejected_with_the_expected_shape() {
-        let err = RepositoryLocation::parse("s3:http://host:9000", no_env).unwrap_err().to_string();
+        let err = RepositoryLocation::parse("s3:http://host:9000", no_env)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("s3:http://host:9000/bucket/prefix"), "{err}");
     }
 }

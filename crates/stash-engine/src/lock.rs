@@ -67,13 +67,18 @@ impl LockInfo {
         if age > STALE_AFTER {
             return true;
         }
-        self.hostname == hostname() && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+        self.hostname == hostname()
+            && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
     }
 
     fn describe(&self) -> String {
         format!(
             "{} lock by PID {} on {} (user {}) since {}",
-            if self.exclusive { "an exclusive" } else { "a shared" },
+            if self.exclusive {
+                "an exclusive"
+            } else {
+                "a shared"
+            },
             self.pid,
             self.hostname,
             self.username,
@@ -117,7 +122,11 @@ impl Sealer {
         let mut nonce = Nonce::<Aes256CtrPoly1305Aes>::default();
         rand::rng().fill_bytes(&mut nonce);
         let mut out = nonce.to_vec();
-        out.extend(self.0.encrypt(&nonce, plain).expect("encryption of an in-memory buffer cannot fail"));
+        out.extend(
+            self.0
+                .encrypt(&nonce, plain)
+                .expect("encryption of an in-memory buffer cannot fail"),
+        );
         out
     }
 
@@ -125,7 +134,13 @@ impl Sealer {
         if sealed.len() < 32 {
             return None;
         }
-        let plain = self.0.decrypt(Nonce::<Aes256CtrPoly1305Aes>::from_slice(&sealed[..16]), &sealed[16..]).ok()?;
+        let plain = self
+            .0
+            .decrypt(
+                Nonce::<Aes256CtrPoly1305Aes>::from_slice(&sealed[..16]),
+                &sealed[16..],
+            )
+            .ok()?;
         // Repository v2 compresses: a leading 2 marks a zstd frame; plain JSON starts with `{`.
         match plain.first() {
             Some(b'{') => Some(plain),
@@ -157,7 +172,10 @@ fn held() -> &'static Mutex<Vec<Arc<HeldLock>>> {
 
 /// Removes every lock this process holds. Call it from a signal handler thread before exiting.
 pub fn release_all() {
-    let locks: Vec<_> = held().lock().map(|mut h| h.drain(..).collect()).unwrap_or_default();
+    let locks: Vec<_> = held()
+        .lock()
+        .map(|mut h| h.drain(..).collect())
+        .unwrap_or_default();
     for lock in locks {
         lock.release();
     }
@@ -172,7 +190,8 @@ struct HeldLock {
 
 impl HeldLock {
     fn write_new(&self) -> Result<String, String> {
-        let json = serde_json::to_vec(&LockInfo::mine(self.exclusive)).map_err(|e| e.to_string())?;
+        let json =
+            serde_json::to_vec(&LockInfo::mine(self.exclusive)).map_err(|e| e.to_string())?;
         let sealed = self.sealer.seal(&json);
         let name = hex::encode(sha2::Sha256::digest(&sealed));
         self.store.write(&name, &sealed)?;
@@ -187,7 +206,9 @@ impl HeldLock {
                     let _ = self.store.remove(&old);
                 }
             }
-            Err(err) => tracing::warn!(error = %err, "failed to refresh the repository lock; it turns stale after 30 minutes"),
+            Err(err) => {
+                tracing::warn!(error = %err, "failed to refresh the repository lock; it turns stale after 30 minutes")
+            }
         }
     }
 
@@ -229,7 +250,12 @@ pub(crate) fn acquire(
     wait: Duration,
 ) -> Result<LockGuard, EngineError> {
     let deadline = std::time::Instant::now() + wait;
-    let lock = Arc::new(HeldLock { store, sealer, exclusive, name: Mutex::new(None) });
+    let lock = Arc::new(HeldLock {
+        store,
+        sealer,
+        exclusive,
+        name: Mutex::new(None),
+    });
     loop {
         match try_acquire(&lock) {
             Ok(()) => break,
@@ -240,12 +266,19 @@ pub(crate) fn acquire(
             Err(conflict) => {
                 return Err(EngineError::Lock(format!(
                     "unable to take {} lock: the repository is already locked with {conflict}; wait for it to finish (or pass --retry-lock), and if that process is gone run `stash unlock`",
-                    if exclusive { "an exclusive" } else { "a shared" }
+                    if exclusive {
+                        "an exclusive"
+                    } else {
+                        "a shared"
+                    }
                 )));
             }
         }
     }
-    held().lock().expect("held lock list poisoned").push(lock.clone());
+    held()
+        .lock()
+        .expect("held lock list poisoned")
+        .push(lock.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let refresher = {
         let (lock, stop) = (lock.clone(), stop.clone());
@@ -261,13 +294,19 @@ pub(crate) fn acquire(
             })
             .ok()
     };
-    Ok(LockGuard { lock, stop, refresher })
+    Ok(LockGuard {
+        lock,
+        stop,
+        refresher,
+    })
 }
 
 /// One attempt: check, write ours, check again (another process may have raced us).
 fn try_acquire(lock: &HeldLock) -> Result<(), String> {
     check_conflicts(lock, None)?;
-    let name = lock.write_new().map_err(|e| format!("(failed to write the lock file: {e})"))?;
+    let name = lock
+        .write_new()
+        .map_err(|e| format!("(failed to write the lock file: {e})"))?;
     *lock.name.lock().expect("lock name poisoned") = Some(name.clone());
     if let Err(conflict) = check_conflicts(lock, Some(&name)) {
         lock.release();
@@ -297,13 +336,22 @@ fn check_conflicts(lock: &HeldLock, ours: Option<&str>) -> Result<(), String> {
 }
 
 /// Every lock file with its decoded content (`None` when it cannot be decoded).
-fn read_locks(store: &dyn LockStore, sealer: &Sealer) -> Result<Vec<(String, Option<LockInfo>)>, String> {
-    let names = store.list().map_err(|e| format!("(failed to list locks: {e})"))?;
+fn read_locks(
+    store: &dyn LockStore,
+    sealer: &Sealer,
+) -> Result<Vec<(String, Option<LockInfo>)>, String> {
+    let names = store
+        .list()
+        .map_err(|e| format!("(failed to list locks: {e})"))?;
     let mut locks = Vec::with_capacity(names.len());
     for name in names {
         // A lock removed between list and read was released: not a conflict.
-        let Ok(data) = store.read(&name) else { continue };
-        let info = sealer.open(&data).and_then(|plain| serde_json::from_slice(&plain).ok());
+        let Ok(data) = store.read(&name) else {
+            continue;
+        };
+        let info = sealer
+            .open(&data)
+            .and_then(|plain| serde_json::from_slice(&plain).ok());
         if info.is_none() {
             tracing::warn!(lock = %name, "ignoring a lock file that cannot be decoded");
         }
@@ -314,17 +362,26 @@ fn read_locks(store: &dyn LockStore, sealer: &Sealer) -> Result<Vec<(String, Opt
 
 /// True when some lock is stale: a process died while it held the repository.
 pub(crate) fn any_stale(store: &dyn LockStore, sealer: &Sealer) -> bool {
-    read_locks(store, sealer)
-        .is_ok_and(|locks| locks.iter().any(|(_, info)| info.as_ref().is_some_and(LockInfo::is_stale)))
+    read_locks(store, sealer).is_ok_and(|locks| {
+        locks
+            .iter()
+            .any(|(_, info)| info.as_ref().is_some_and(LockInfo::is_stale))
+    })
 }
 
 /// Removes stale locks (or all locks); returns the names removed.
-pub(crate) fn unlock(store: &dyn LockStore, sealer: &Sealer, remove_all: bool) -> Result<Vec<String>, EngineError> {
+pub(crate) fn unlock(
+    store: &dyn LockStore,
+    sealer: &Sealer,
+    remove_all: bool,
+) -> Result<Vec<String>, EngineError> {
     let mut removed = Vec::new();
     for (name, info) in read_locks(store, sealer).map_err(EngineError::Lock)? {
         let stale = info.as_ref().is_none_or(LockInfo::is_stale);
         if remove_all || stale {
-            store.remove(&name).map_err(|e| EngineError::Lock(format!("failed to remove lock {name}: {e}")))?;
+            store
+                .remove(&name)
+                .map_err(|e| EngineError::Lock(format!("failed to remove lock {name}: {e}")))?;
             removed.push(name);
         }
     }

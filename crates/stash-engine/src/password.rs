@@ -36,8 +36,11 @@ impl Password {
 
     /// Reads a password file; like restic, only the first line counts.
     pub fn from_file(path: &Path) -> Result<Self, EngineError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| EngineError::ReadPasswordFile { path: path.to_path_buf(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| EngineError::ReadPasswordFile {
+                path: path.to_path_buf(),
+                source,
+            })?;
         Ok(Self(text.lines().next().unwrap_or_default().to_string()))
     }
 

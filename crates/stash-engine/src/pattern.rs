@@ -21,17 +21,32 @@ impl PatternSet {
         let mut builder = GlobSetBuilder::new();
         for pattern in patterns {
             let trimmed = pattern.trim_end_matches('/');
-            let anchored = if trimmed.starts_with('/') { trimmed.to_string() } else { format!("**/{trimmed}") };
+            let anchored = if trimmed.starts_with('/') {
+                trimmed.to_string()
+            } else {
+                format!("**/{trimmed}")
+            };
             let glob = GlobBuilder::new(&anchored)
                 .literal_separator(true)
                 .build()
-                .map_err(|source| EngineError::InvalidPattern { option, pattern: pattern.clone(), source })?;
+                .map_err(|source| EngineError::InvalidPattern {
+                    option,
+                    pattern: pattern.clone(),
+                    source,
+                })?;
             builder.add(glob);
         }
         let set = builder
             .build()
-            .map_err(|source| EngineError::InvalidPattern { option, pattern: patterns.join(" "), source })?;
-        Ok(Self { set, empty: patterns.is_empty() })
+            .map_err(|source| EngineError::InvalidPattern {
+                option,
+                pattern: patterns.join(" "),
+                source,
+            })?;
+        Ok(Self {
+            set,
+            empty: patterns.is_empty(),
+        })
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -49,7 +64,11 @@ mod tests {
     use super::*;
 
     fn set(patterns: &[&str]) -> PatternSet {
-        PatternSet::new("--exclude", &patterns.iter().map(ToString::to_string).collect::<Vec<_>>()).unwrap()
+        PatternSet::new(
+            "--exclude",
+            &patterns.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -75,7 +94,9 @@ mod tests {
 
     #[test]
     fn an_invalid_pattern_is_named_in_the_error() {
-        let err = PatternSet::new("--include", &["/a/[".to_string()]).unwrap_err().to_string();
+        let err = PatternSet::new("--include", &["/a/[".to_string()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--include") && err.contains("/a/["), "{err}");
     }
 }

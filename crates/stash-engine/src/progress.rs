@@ -17,7 +17,9 @@ pub enum Progress {
 
 impl Progress {
     pub(crate) fn bars(self) -> TerminalBars {
-        TerminalBars { visible: self == Self::Terminal }
+        TerminalBars {
+            visible: self == Self::Terminal,
+        }
     }
 }
 
@@ -33,13 +35,18 @@ impl ProgressBars for TerminalBars {
         }
         let template = match progress_type {
             ProgressType::Spinner => "[{elapsed_precise}] {prefix:20} {spinner}",
-            ProgressType::Counter => "[{elapsed_precise}] {prefix:20} {bar:40.cyan/blue} {pos:>10}/{len:10} {per_sec} ETA {eta}",
+            ProgressType::Counter => {
+                "[{elapsed_precise}] {prefix:20} {bar:40.cyan/blue} {pos:>10}/{len:10} {per_sec} ETA {eta}"
+            }
             ProgressType::Bytes => {
                 "[{elapsed_precise}] {prefix:20} {bar:40.cyan/blue} {bytes:>10}/{total_bytes:10} {bytes_per_sec:12} ETA {eta}"
             }
         };
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
-            .with_style(ProgressStyle::with_template(template).expect("progress templates are static and valid"))
+            .with_style(
+                ProgressStyle::with_template(template)
+                    .expect("progress templates are static and valid"),
+            )
             .with_prefix(prefix.to_string());
         bar.enable_steady_tick(Duration::from_millis(200));
         rustic_core::Progress::new(Bar(bar))

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rustic_core::{ConfigOptions, Credentials, KeyOptions, OpenStatus, Repository, RepositoryOptions};
+use rustic_core::{
+    ConfigOptions, Credentials, KeyOptions, OpenStatus, Repository, RepositoryOptions,
+};
 
 use crate::lock::{self, LockGuard, Sealer};
 use crate::{EngineError, Password, Progress, RepositoryLocation};
@@ -92,9 +94,11 @@ impl Engine {
     }
 
     fn unopened(&self) -> Result<Repository<()>, EngineError> {
-        let backends = self.location.backend.to_backends().map_err(|source| EngineError::InvalidRepository {
-            repository: self.location.to_string(),
-            reason: crate::error::one_line(&source),
+        let backends = self.location.backend.to_backends().map_err(|source| {
+            EngineError::InvalidRepository {
+                repository: self.location.to_string(),
+                reason: crate::error::one_line(&source),
+            }
         })?;
         let mut options = RepositoryOptions::default().no_cache(self.no_cache);
         if let Some(dir) = &self.cache_dir {
@@ -110,7 +114,10 @@ impl Engine {
         match repo.config_id() {
             Ok(Some(_)) => {}
             Ok(None) => {
-                return Err(EngineError::RepositoryNotFound { location: self.location.to_string(), detail: String::new() });
+                return Err(EngineError::RepositoryNotFound {
+                    location: self.location.to_string(),
+                    detail: String::new(),
+                });
             }
             Err(source) => {
                 return Err(EngineError::RepositoryNotFound {
@@ -119,13 +126,16 @@ impl Engine {
                 });
             }
         }
-        repo.open(&Credentials::password(self.password.expose())).map_err(|source| {
-            if source.is_incorrect_password() {
-                EngineError::WrongPassword { location: self.location.to_string() }
-            } else {
-                EngineError::repository("open the repository")(source)
-            }
-        })
+        repo.open(&Credentials::password(self.password.expose()))
+            .map_err(|source| {
+                if source.is_incorrect_password() {
+                    EngineError::WrongPassword {
+                        location: self.location.to_string(),
+                    }
+                } else {
+                    EngineError::repository("open the repository")(source)
+                }
+            })
     }
 
     /// Opens the repository and takes the lock `kind` on it for as long as the guard lives.
@@ -141,7 +151,12 @@ impl Engine {
             self.recover_after_crash(&repo);
         }
         let store = lock::store_for(&self.location)?;
-        let guard = lock::acquire(store, Sealer::new(&repo.key()), kind == LockKind::Exclusive, self.lock_wait)?;
+        let guard = lock::acquire(
+            store,
+            Sealer::new(&repo.key()),
+            kind == LockKind::Exclusive,
+            self.lock_wait,
+        )?;
         Ok((repo, Some(guard)))
     }
 
@@ -153,12 +168,16 @@ impl Engine {
         if self.no_lock {
             return;
         }
-        let Ok(store) = lock::store_for(&self.location) else { return };
+        let Ok(store) = lock::store_for(&self.location) else {
+            return;
+        };
         let sealer = Sealer::new(&repo.key());
         if !lock::any_stale(&*store, &sealer) {
             return;
         }
-        let Ok(_guard) = lock::acquire(store, sealer, true, Duration::ZERO) else { return };
+        let Ok(_guard) = lock::acquire(store, sealer, true, Duration::ZERO) else {
+            return;
+        };
         tracing::info!(repository = %self.location, "a previous run died; indexing the packs it uploaded");
         if let Err(err) = repo.repair_index(&rustic_core::RepairIndexOptions::default(), false) {
             tracing::warn!(error = %err.display_log(), "could not index the packs of the previous run; they will be uploaded again");
@@ -176,7 +195,9 @@ impl Engine {
     pub fn init(&self, _options: &InitOptions) -> Result<String, EngineError> {
         let repo = self.unopened()?;
         if matches!(repo.config_id(), Ok(Some(_))) {
-            return Err(EngineError::RepositoryExists { location: self.location.to_string() });
+            return Err(EngineError::RepositoryExists {
+                location: self.location.to_string(),
+            });
         }
         // Data packs of 16 MiB, restic's size, instead of rustic's 32 MiB: the packer holds a pack
         // while it fills and another while it is written, so this lowers peak RSS of a backup by
@@ -186,7 +207,11 @@ impl Engine {
             .set_version(Some(2))
             .set_datapack_size(Some(bytesize::ByteSize::mib(16)));
         let repo = repo
-            .init(&Credentials::password(self.password.expose()), &KeyOptions::default(), &config)
+            .init(
+                &Credentials::password(self.password.expose()),
+                &KeyOptions::default(),
+                &config,
+            )
             .map_err(EngineError::repository("initialize the repository"))?;
         self.rewrap_key(&repo)?;
         Ok(repo.config().id.to_hex().to_string())
@@ -212,11 +237,20 @@ impl Engine {
             repository: self.location.to_string(),
             reason: format!("cannot write the key file: {reason}"),
         };
-        let Some(old_id) = *repo.key_id() else { return Ok(()) };
-        let backend = self.location.backend.to_backends().map_err(|err| failed(err.display_log()))?.repository();
+        let Some(old_id) = *repo.key_id() else {
+            return Ok(());
+        };
+        let backend = self
+            .location
+            .backend
+            .to_backends()
+            .map_err(|err| failed(err.display_log()))?
+            .repository();
         let old: Id = *old_id;
         let mut keyfile: serde_json::Value = serde_json::from_slice(
-            &backend.read_full(FileType::Key, &old).map_err(|err| failed(err.display_log()))?,
+            &backend
+                .read_full(FileType::Key, &old)
+                .map_err(|err| failed(err.display_log()))?,
         )
         .map_err(|err| failed(err.to_string()))?;
 
@@ -224,15 +258,24 @@ impl Engine {
         rand::rng().fill_bytes(&mut salt);
         let params = scrypt::Params::new(LOG_N, R, P).map_err(|err| failed(err.to_string()))?;
         let mut derived = [0u8; 64];
-        scrypt::scrypt(self.password.expose().as_bytes(), &salt, &params, &mut derived)
-            .map_err(|err| failed(err.to_string()))?;
+        scrypt::scrypt(
+            self.password.expose().as_bytes(),
+            &salt,
+            &params,
+            &mut derived,
+        )
+        .map_err(|err| failed(err.to_string()))?;
         // restic's layout of the derived key: AES key, then Poly1305 k and r.
         let cipher = Aes256CtrPoly1305Aes::new(aes256ctr_poly1305aes::Key::from_slice(&derived));
         let mut nonce = Nonce::<Aes256CtrPoly1305Aes>::default();
         rand::rng().fill_bytes(&mut nonce);
         let master = serde_json::to_vec(&repo.key()).map_err(|err| failed(err.to_string()))?;
         let mut data = nonce.to_vec();
-        data.extend(cipher.encrypt(&nonce, master.as_slice()).map_err(|_| failed("encryption failed".into()))?);
+        data.extend(
+            cipher
+                .encrypt(&nonce, master.as_slice())
+                .map_err(|_| failed("encryption failed".into()))?,
+        );
 
         let b64 = base64::engine::general_purpose::STANDARD;
         keyfile["N"] = (1u32 << LOG_N).into();
@@ -242,8 +285,12 @@ impl Engine {
         keyfile["data"] = b64.encode(&data).into();
         let bytes = serde_json::to_vec(&keyfile).map_err(|err| failed(err.to_string()))?;
         let new = Id::new(sha2::Sha256::digest(&bytes).into());
-        backend.write_bytes(FileType::Key, &new, false, bytes.into()).map_err(|err| failed(err.display_log()))?;
-        backend.remove(FileType::Key, &old, false).map_err(|err| failed(err.display_log()))?;
+        backend
+            .write_bytes(FileType::Key, &new, false, bytes.into())
+            .map_err(|err| failed(err.display_log()))?;
+        backend
+            .remove(FileType::Key, &old, false)
+            .map_err(|err| failed(err.display_log()))?;
         Ok(())
     }
 }

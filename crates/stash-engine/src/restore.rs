@@ -54,14 +54,22 @@ impl ReadPlan {
             batch_bytes: 16 << 20,
             max_read: 4 << 20,
             max_gap: 256 << 10,
-            workers: std::thread::available_parallelism().map_or(2, std::num::NonZero::get).max(2),
+            workers: std::thread::available_parallelism()
+                .map_or(2, std::num::NonZero::get)
+                .max(2),
         }
     }
 
     /// Object stores: every request costs a round trip (and money), so batches and reads are
     /// larger and a few more workers wait on the network at once. Memory: `workers × max_read`.
     fn remote() -> Self {
-        Self { batch_files: 1024, batch_bytes: 64 << 20, max_read: 16 << 20, max_gap: 1 << 20, workers: 4 }
+        Self {
+            batch_files: 1024,
+            batch_bytes: 64 << 20,
+            max_read: 16 << 20,
+            max_gap: 1 << 20,
+            workers: 4,
+        }
     }
 }
 
@@ -133,7 +141,9 @@ impl Engine {
         let excludes = PatternSet::new("--exclude", &request.excludes)?;
         let (repo, _lock) = self.open_locked(crate::repo::LockKind::Shared)?;
         let snapshot = crate::snapshots::select(&repo, &request.snapshot, &request.filter)?;
-        let repo = repo.to_indexed().map_err(EngineError::repository("read the repository index"))?;
+        let repo = repo
+            .to_indexed()
+            .map_err(EngineError::repository("read the repository index"))?;
 
         fs::create_dir_all(&request.target).map_err(|source| EngineError::RestoreTarget {
             path: request.target.clone(),
@@ -141,7 +151,11 @@ impl Engine {
             source,
         })?;
 
-        let mut plan = if self.location().local_path.is_some() { ReadPlan::local() } else { ReadPlan::remote() };
+        let mut plan = if self.location().local_path.is_some() {
+            ReadPlan::local()
+        } else {
+            ReadPlan::remote()
+        };
         if request.workers != 0 {
             plan.workers = request.workers;
         }
@@ -189,7 +203,10 @@ impl Engine {
             }
         }
 
-        let mut failures = state.failures.into_inner().expect("failure list lock poisoned");
+        let mut failures = state
+            .failures
+            .into_inner()
+            .expect("failure list lock poisoned");
         failures.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(RestoreReport {
             snapshot_id: snapshot.id.to_hex().to_string(),
@@ -220,7 +237,10 @@ impl RestoreState {
         self.failures
             .lock()
             .expect("failure list lock poisoned")
-            .push(RestoreFailure { path: path.to_path_buf(), error: error.to_string() });
+            .push(RestoreFailure {
+                path: path.to_path_buf(),
+                error: error.to_string(),
+            });
     }
 }
 
@@ -286,7 +306,10 @@ fn plan_reads(mut pieces: Vec<Piece>, plan: ReadPlan) -> Vec<ReadJob> {
                 last.targets.push((piece.file, piece.file_offset));
                 continue;
             }
-            if piece.offset >= job.end && piece.offset - job.end <= plan.max_gap && end - job.start <= plan.max_read {
+            if piece.offset >= job.end
+                && piece.offset - job.end <= plan.max_gap
+                && end - job.start <= plan.max_read
+            {
                 job.end = end;
                 job.blobs.push(BlobWrite {
                     id: piece.id,
@@ -336,20 +359,33 @@ impl BlobCipher {
         zstd: Option<&mut zstd::bulk::Decompressor<'static>>,
     ) -> Result<Vec<u8>, String> {
         if sealed.len() < 32 {
-            return Err("the blob is shorter than its IV and MAC; the pack is truncated or corrupt".into());
+            return Err(
+                "the blob is shorter than its IV and MAC; the pack is truncated or corrupt".into(),
+            );
         }
         let plain = self
             .0
-            .decrypt(Nonce::<Aes256CtrPoly1305Aes>::from_slice(&sealed[..16]), &sealed[16..])
-            .map_err(|_| "the blob fails its MAC check; the pack is corrupt or was written with another key".to_string())?;
-        let Some(length) = uncompressed_length else { return Ok(plain) };
+            .decrypt(
+                Nonce::<Aes256CtrPoly1305Aes>::from_slice(&sealed[..16]),
+                &sealed[16..],
+            )
+            .map_err(|_| {
+                "the blob fails its MAC check; the pack is corrupt or was written with another key"
+                    .to_string()
+            })?;
+        let Some(length) = uncompressed_length else {
+            return Ok(plain);
+        };
         let data = match zstd {
             Some(zstd) => zstd.decompress(&plain, length.get() as usize),
             None => zstd::decode_all(&*plain),
         }
         .map_err(|err| format!("cannot decompress the blob: {err}"))?;
         if data.len() != length.get() as usize {
-            return Err(format!("the blob decompresses to {} bytes, the index says {length}", data.len()));
+            return Err(format!(
+                "the blob decompresses to {} bytes, the index says {length}",
+                data.len()
+            ));
         }
         Ok(data)
     }
@@ -378,9 +414,15 @@ impl<S: IndexedFull> Walker<'_, S> {
         };
         for node in tree.nodes {
             let name = node.name();
-            if !matches!(Path::new(&name).components().collect::<Vec<_>>().as_slice(), [std::path::Component::Normal(_)]) {
+            if !matches!(
+                Path::new(&name).components().collect::<Vec<_>>().as_slice(),
+                [std::path::Component::Normal(_)]
+            ) {
                 // A hostile or corrupt tree must not write outside the target.
-                self.state.fail(&dest.join(&name), &"refusing a node name that is not a single path component");
+                self.state.fail(
+                    &dest.join(&name),
+                    &"refusing a node name that is not a single path component",
+                );
                 continue;
             }
             let inside = inside.join(&name);
@@ -388,14 +430,19 @@ impl<S: IndexedFull> Walker<'_, S> {
             if self.excludes.matches(&inside) {
                 continue;
             }
-            let included = included_above || self.includes.is_empty() || self.includes.matches(&inside);
+            let included =
+                included_above || self.includes.is_empty() || self.includes.matches(&inside);
             match &node.node_type {
                 NodeType::Dir => self.restore_dir(&node, &inside, &dest, included),
                 _ if !included => {}
                 NodeType::File => self.restore_file(node, dest),
                 NodeType::Symlink { .. } => self.restore_symlink(&node, &dest),
                 _ => {
-                    self.state.skipped.lock().expect("skip list lock poisoned").push(dest);
+                    self.state
+                        .skipped
+                        .lock()
+                        .expect("skip list lock poisoned")
+                        .push(dest);
                 }
             }
         }
@@ -439,7 +486,11 @@ impl<S: IndexedFull> Walker<'_, S> {
         let opened = (|| -> io::Result<File> {
             ensure_parent(&dest)?;
             clear_non_dir(&dest)?;
-            let handle = OpenOptions::new().write(true).create(true).truncate(true).open(&dest)?;
+            let handle = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&dest)?;
             // Zero-filled without writing: blobs of zeros are then skipped and stay holes.
             handle.set_len(node.meta.size)?;
             Ok(handle)
@@ -457,7 +508,12 @@ impl<S: IndexedFull> Walker<'_, S> {
                     located.push((*id, entry.pack, entry.location, offset));
                     offset += u64::from(entry.data_length());
                 }
-                Err(err) => return self.state.fail(&dest, &format!("blob {id} is missing from the index: {}", err.display_log())),
+                Err(err) => {
+                    return self.state.fail(
+                        &dest,
+                        &format!("blob {id} is missing from the index: {}", err.display_log()),
+                    );
+                }
             }
         }
         if offset != node.meta.size {
@@ -527,10 +583,24 @@ fn read_jobs(
 ) {
     let mut decompressor = zstd::bulk::Decompressor::new().ok();
     loop {
-        let Ok(job) = jobs.lock().expect("job queue lock poisoned").recv() else { return };
-        let wanted = job.blobs.iter().any(|b| b.targets.iter().any(|(file, _)| !file.failed.load(Ordering::Relaxed)));
+        let Ok(job) = jobs.lock().expect("job queue lock poisoned").recv() else {
+            return;
+        };
+        let wanted = job.blobs.iter().any(|b| {
+            b.targets
+                .iter()
+                .any(|(file, _)| !file.failed.load(Ordering::Relaxed))
+        });
         let raw = if wanted {
-            backend.read_partial(FileType::Pack, &job.pack, false, job.start, job.end - job.start).map_err(|err| err.display_log())
+            backend
+                .read_partial(
+                    FileType::Pack,
+                    &job.pack,
+                    false,
+                    job.start,
+                    job.end - job.start,
+                )
+                .map_err(|err| err.display_log())
         } else {
             Err(String::new())
         };
@@ -542,7 +612,10 @@ fn read_jobs(
                         Some(sealed) => cipher
                             .open(sealed, blob.uncompressed_length, decompressor.as_mut())
                             .and_then(|plain| verified(plain, &blob.id)),
-                        None => Err(format!("the pack {} is shorter than the index says", job.pack)),
+                        None => Err(format!(
+                            "the pack {} is shorter than the index says",
+                            job.pack
+                        )),
                     }
                 }
                 Err(err) => Err(err.clone()),
@@ -553,7 +626,9 @@ fn read_jobs(
                 if !file.failed.load(Ordering::Relaxed) {
                     let written = data.as_ref().map_err(Clone::clone).and_then(|data| {
                         if !zeros {
-                            file.handle.write_all_at(data, *offset).map_err(|err| err.to_string())?;
+                            file.handle
+                                .write_all_at(data, *offset)
+                                .map_err(|err| err.to_string())?;
                         }
                         Ok(data.len())
                     });
@@ -655,7 +730,10 @@ fn apply_metadata(path: &Path, meta: &Metadata, is_symlink: bool) -> io::Result<
     }
     if let Some(mtime) = meta.mtime {
         let to_filetime = |t: rustic_core::jiff::Timestamp| {
-            filetime::FileTime::from_unix_time(t.as_second(), u32::try_from(t.subsec_nanosecond()).unwrap_or(0))
+            filetime::FileTime::from_unix_time(
+                t.as_second(),
+                u32::try_from(t.subsec_nanosecond()).unwrap_or(0),
+            )
         };
         let mtime = to_filetime(mtime);
         let atime = meta.atime.map_or(mtime, to_filetime);
@@ -715,9 +793,21 @@ mod tests {
         ];
         // Contiguous 1 MiB blobs: a read stops before it grows past max_read.
         let mib = 1 << 20;
-        let contiguous: Vec<_> = (0..5).map(|i| piece(&file, 3, i * mib, mib, 10 + u8::try_from(i).unwrap())).collect();
+        let contiguous: Vec<_> = (0..5)
+            .map(|i| piece(&file, 3, i * mib, mib, 10 + u8::try_from(i).unwrap()))
+            .collect();
         let jobs = plan_reads(pieces.into_iter().chain(contiguous).collect(), plan);
-        let shape: Vec<_> = jobs.iter().map(|j| (j.pack.to_hex()[..2].to_string(), j.start, j.end, j.blobs.len())).collect();
+        let shape: Vec<_> = jobs
+            .iter()
+            .map(|j| {
+                (
+                    j.pack.to_hex()[..2].to_string(),
+                    j.start,
+                    j.end,
+                    j.blobs.len(),
+                )
+            })
+            .collect();
         assert_eq!(
             shape,
             vec![
@@ -729,13 +819,21 @@ mod tests {
                 ("03".to_string(), max_read, max_read + mib, 1),
             ]
         );
-        assert_eq!(jobs[0].blobs[0].targets.len(), 2, "both places of the repeated blob are written");
+        assert_eq!(
+            jobs[0].blobs[0].targets.len(),
+            2,
+            "both places of the repeated blob are written"
+        );
     }
 
     #[test]
     fn go_file_modes_map_to_unix_permission_bits() {
         assert_eq!(unix_permissions(0o644), 0o644);
-        assert_eq!(unix_permissions((1 << 31) | 0o755), 0o755, "the directory bit is not a permission");
+        assert_eq!(
+            unix_permissions((1 << 31) | 0o755),
+            0o755,
+            "the directory bit is not a permission"
+        );
         assert_eq!(unix_permissions((1 << 23) | 0o755), 0o4755);
         assert_eq!(unix_permissions((1 << 20) | 0o777), 0o1777);
     }

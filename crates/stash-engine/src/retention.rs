@@ -3,7 +3,9 @@
 //! Grouping follows restic's default (host + paths), which is what Stash gets by running
 //! `restic forget` without `--host`: `keepLast: 5` keeps five snapshots per host and path set.
 
-use rustic_core::{ForgetGroups, Grouped, KeepOptions, PruneOptions, SnapshotGroupCriterion, StringList};
+use rustic_core::{
+    ForgetGroups, Grouped, KeepOptions, PruneOptions, SnapshotGroupCriterion, StringList,
+};
 use serde::Serialize;
 
 use crate::snapshots::SnapshotInfo;
@@ -31,7 +33,8 @@ impl RetentionPolicy {
     fn keep_options(&self) -> Result<KeepOptions, EngineError> {
         let count = |name: &str, n: Option<u32>| -> Result<Option<i32>, EngineError> {
             n.map(|n| {
-                i32::try_from(n).map_err(|_| EngineError::InvalidRetention(format!("{name} {n} is too large")))
+                i32::try_from(n)
+                    .map_err(|_| EngineError::InvalidRetention(format!("{name} {n} is too large")))
             })
             .transpose()
         };
@@ -44,7 +47,10 @@ impl RetentionPolicy {
             .keep_yearly(count("keepYearly", self.keep_yearly)?);
         if !self.keep_tags.is_empty() {
             let tags: StringList = self.keep_tags.join(",").parse().map_err(|_| {
-                EngineError::InvalidRetention(format!("keepTags {:?} are not valid tags", self.keep_tags))
+                EngineError::InvalidRetention(format!(
+                    "keepTags {:?} are not valid tags",
+                    self.keep_tags
+                ))
             })?;
             keep = keep.keep_tags(vec![tags]);
         }
@@ -69,7 +75,12 @@ pub struct PruneReport {
 
 impl Engine {
     /// Removes the snapshots `policy` does not keep, among those matching `filter`.
-    pub fn forget(&self, policy: &RetentionPolicy, filter: &SnapshotFilter, dry_run: bool) -> Result<ForgetReport, EngineError> {
+    pub fn forget(
+        &self,
+        policy: &RetentionPolicy,
+        filter: &SnapshotFilter,
+        dry_run: bool,
+    ) -> Result<ForgetReport, EngineError> {
         if policy.is_empty() {
             return Err(EngineError::InvalidRetention(
                 "no keep rule given: set at least one of keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly, keepYearly, keepTags".into(),
@@ -80,23 +91,33 @@ impl Engine {
         let snapshots = repo
             .get_matching_snapshots(|s| filter.matches(s))
             .map_err(EngineError::repository("list snapshots"))?;
-        let criterion: SnapshotGroupCriterion =
-            "host,paths".parse().expect("`host,paths` is a valid grouping criterion");
+        let criterion: SnapshotGroupCriterion = "host,paths"
+            .parse()
+            .expect("`host,paths` is a valid grouping criterion");
         let grouped = Grouped::from_items(snapshots, criterion);
         let now = jiff::Zoned::now();
         let groups = ForgetGroups::from_grouped_snapshots_with_retention(grouped, &keep, &now)
             .map_err(EngineError::repository("apply the retention policy"))?;
 
-        let mut report = ForgetReport { keep: Vec::new(), remove: Vec::new(), dry_run };
+        let mut report = ForgetReport {
+            keep: Vec::new(),
+            remove: Vec::new(),
+            dry_run,
+        };
         for group in &groups.0 {
             for item in &group.items {
                 let info = SnapshotInfo::from(&item.snapshot);
-                if item.keep { report.keep.push(info) } else { report.remove.push(info) }
+                if item.keep {
+                    report.keep.push(info)
+                } else {
+                    report.remove.push(info)
+                }
             }
         }
         let ids = groups.into_forget_ids();
         if !dry_run && !ids.is_empty() {
-            repo.delete_snapshots(&ids).map_err(EngineError::repository("remove forgotten snapshots"))?;
+            repo.delete_snapshots(&ids)
+                .map_err(EngineError::repository("remove forgotten snapshots"))?;
         }
         Ok(report)
     }
@@ -107,7 +128,9 @@ impl Engine {
         // Delete unreferenced packs at once instead of after restic's two-phase grace period:
         // stash-rs holds an exclusive lock while pruning, like restic.
         let options = PruneOptions::default().instant_delete(true);
-        let plan = repo.prune_plan(&options).map_err(EngineError::repository("plan the prune"))?;
+        let plan = repo
+            .prune_plan(&options)
+            .map_err(EngineError::repository("plan the prune"))?;
         let stats = &plan.stats;
         let report = PruneReport {
             packs_removed: stats.packs_to_delete.remove,
@@ -116,7 +139,8 @@ impl Engine {
             dry_run,
         };
         if !dry_run {
-            repo.prune(&options, plan).map_err(EngineError::repository("prune the repository"))?;
+            repo.prune(&options, plan)
+                .map_err(EngineError::repository("prune the repository"))?;
         }
         Ok(report)
     }

@@ -18,8 +18,16 @@ pub struct SnapshotFilter {
 impl SnapshotFilter {
     pub(crate) fn matches(&self, snapshot: &SnapshotFile) -> bool {
         (self.hosts.is_empty() || self.hosts.contains(&snapshot.hostname))
-            && self.paths.iter().all(|p| snapshot.paths.iter().any(|sp| sp == p.trim_end_matches('/') || sp == p))
-            && self.tags.iter().all(|t| snapshot.tags.iter().any(|st| st == t))
+            && self.paths.iter().all(|p| {
+                snapshot
+                    .paths
+                    .iter()
+                    .any(|sp| sp == p.trim_end_matches('/') || sp == p)
+            })
+            && self
+                .tags
+                .iter()
+                .all(|t| snapshot.tags.iter().any(|st| st == t))
     }
 
     pub(crate) fn describe(&self) -> String {
@@ -33,7 +41,11 @@ impl SnapshotFilter {
         if !self.tags.is_empty() {
             parts.push(format!("tag {}", self.tags.join(",")));
         }
-        if parts.is_empty() { String::new() } else { format!(" (filtered by {})", parts.join(", ")) }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" (filtered by {})", parts.join(", "))
+        }
     }
 }
 
@@ -92,7 +104,10 @@ pub(crate) fn select(
     spec: &str,
     filter: &SnapshotFilter,
 ) -> Result<SnapshotFile, EngineError> {
-    let not_found = || EngineError::SnapshotNotFound { spec: spec.to_string(), filter: filter.describe() };
+    let not_found = || EngineError::SnapshotNotFound {
+        spec: spec.to_string(),
+        filter: filter.describe(),
+    };
     let mut snapshots = repo
         .get_matching_snapshots(|s| filter.matches(s))
         .map_err(EngineError::repository("list snapshots"))?;
@@ -100,7 +115,9 @@ pub(crate) fn select(
         snapshots.sort_unstable();
         return snapshots.pop().ok_or_else(not_found);
     }
-    let mut found = snapshots.into_iter().filter(|s| s.id.to_hex().starts_with(spec));
+    let mut found = snapshots
+        .into_iter()
+        .filter(|s| s.id.to_hex().starts_with(spec));
     let first = found.next().ok_or_else(not_found)?;
     if found.next().is_some() {
         return Err(EngineError::SnapshotNotFound {

@@ -21,11 +21,18 @@ pub(crate) struct WatchedSource {
 
 impl WatchedSource {
     pub(crate) fn new(inner: LocalSource) -> Self {
-        Self { inner, failures: Failures::default() }
+        Self {
+            inner,
+            failures: Failures::default(),
+        }
     }
 
     pub(crate) fn failures(&self) -> Vec<UnreadableEntry> {
-        let mut failures = self.failures.lock().expect("failure list lock poisoned").clone();
+        let mut failures = self
+            .failures
+            .lock()
+            .expect("failure list lock poisoned")
+            .clone();
         failures.sort_by(|a, b| a.path.cmp(&b.path));
         failures.dedup_by(|a, b| a.path == b.path);
         failures
@@ -33,7 +40,10 @@ impl WatchedSource {
 }
 
 fn record(failures: &Failures, path: PathBuf, error: String) {
-    failures.lock().expect("failure list lock poisoned").push(UnreadableEntry { path, error });
+    failures
+        .lock()
+        .expect("failure list lock poisoned")
+        .push(UnreadableEntry { path, error });
 }
 
 impl ReadSource for WatchedSource {
@@ -45,7 +55,10 @@ impl ReadSource for WatchedSource {
     }
 
     fn entries(&self) -> Self::Iter {
-        WatchedIter { inner: self.inner.entries(), failures: self.failures.clone() }
+        WatchedIter {
+            inner: self.inner.entries(),
+            failures: self.failures.clone(),
+        }
     }
 }
 
@@ -61,7 +74,11 @@ impl Iterator for WatchedIter {
         let item = self.inner.next()?;
         Some(match item {
             Ok(ReadSourceEntry { path, node, open }) => Ok(ReadSourceEntry {
-                open: open.map(|inner| WatchedOpen { inner, path: path.clone(), failures: self.failures.clone() }),
+                open: open.map(|inner| WatchedOpen {
+                    inner,
+                    path: path.clone(),
+                    failures: self.failures.clone(),
+                }),
                 path,
                 node,
             }),
@@ -87,7 +104,11 @@ impl ReadSourceOpen for WatchedOpen {
 
     fn open(self) -> RusticResult<Self::Reader> {
         match self.inner.open() {
-            Ok(reader) => Ok(WatchedReader { inner: reader, path: self.path, failures: self.failures }),
+            Ok(reader) => Ok(WatchedReader {
+                inner: reader,
+                path: self.path,
+                failures: self.failures,
+            }),
             Err(err) => {
                 record(&self.failures, self.path, error_chain(&*err));
                 Err(err)
@@ -125,7 +146,12 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 fn path_in(message: &str) -> PathBuf {
     message
         .split_whitespace()
-        .map(|word| word.trim_matches(|c: char| c == ':' || c == '`' || c == '"' || c == '\'' || c == ','))
+        .map(|word| {
+            word.trim_matches(|c: char| c == ':' || c == '`' || c == '"' || c == '\'' || c == ',')
+        })
         .find(|word| word.starts_with('/'))
-        .map_or_else(|| PathBuf::from("<unknown>"), |p| Path::new(p).to_path_buf())
+        .map_or_else(
+            || PathBuf::from("<unknown>"),
+            |p| Path::new(p).to_path_buf(),
+        )
 }

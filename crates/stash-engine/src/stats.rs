@@ -17,14 +17,24 @@ pub struct RepositoryStats {
 impl Engine {
     pub fn stats(&self) -> Result<RepositoryStats, EngineError> {
         let (repo, _lock) = self.open_locked(crate::repo::LockKind::Shared)?;
-        let snapshot_count = repo.get_all_snapshots().map_err(EngineError::repository("list snapshots"))?.len() as u64;
-        let index = repo.infos_index().map_err(EngineError::repository("read the repository index"))?;
+        let snapshot_count = repo
+            .get_all_snapshots()
+            .map_err(EngineError::repository("list snapshots"))?
+            .len() as u64;
+        let index = repo
+            .infos_index()
+            .map_err(EngineError::repository("read the repository index"))?;
         let (mut total_size, mut total_uncompressed_size, mut total_blob_count) = (0, 0, 0);
         for blob in &index.blobs {
             total_size += blob.size;
             total_uncompressed_size += blob.data_size;
             total_blob_count += blob.count;
         }
-        Ok(RepositoryStats { snapshot_count, total_size, total_uncompressed_size, total_blob_count })
+        Ok(RepositoryStats {
+            snapshot_count,
+            total_size,
+            total_uncompressed_size,
+            total_blob_count,
+        })
     }
 }

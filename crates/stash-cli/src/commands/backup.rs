@@ -1,7 +1,7 @@
 use stash_engine::BackupRequest;
 
 use super::repo::{self, human_bytes};
-use crate::cli::{RepoArgs, BackupArgs};
+use crate::cli::{BackupArgs, RepoArgs};
 use crate::exit_code::ExitCode;
 
 pub fn run(repo_args: &RepoArgs, args: &BackupArgs) -> anyhow::Result<ExitCode> {
@@ -32,7 +32,11 @@ pub fn run(repo_args: &RepoArgs, args: &BackupArgs) -> anyhow::Result<ExitCode> 
             "Dirs:        {:>6} new, {:>6} changed, {:>6} unmodified",
             report.dirs_new, report.dirs_changed, report.dirs_unmodified
         );
-        println!("Added to the repository: {} ({} stored)", human_bytes(report.data_added), human_bytes(report.data_added_packed));
+        println!(
+            "Added to the repository: {} ({} stored)",
+            human_bytes(report.data_added),
+            human_bytes(report.data_added_packed)
+        );
         println!(
             "\nprocessed {} files, {} in {:.1}s",
             report.total_files_processed,

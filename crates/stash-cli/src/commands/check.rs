@@ -1,12 +1,15 @@
 use stash_engine::CheckRequest;
 
 use super::repo;
-use crate::cli::{RepoArgs, CheckArgs};
+use crate::cli::{CheckArgs, RepoArgs};
 use crate::exit_code::ExitCode;
 
 pub fn run(repo_args: &RepoArgs, args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let engine = repo::engine(repo_args)?;
-    let report = engine.check(&CheckRequest { read_data: args.read_data, read_data_subset: args.read_data_subset.clone() })?;
+    let report = engine.check(&CheckRequest {
+        read_data: args.read_data,
+        read_data_subset: args.read_data_subset.clone(),
+    })?;
     if repo_args.json {
         repo::print_json(&report)?;
     } else {
@@ -23,7 +26,10 @@ pub fn run(repo_args: &RepoArgs, args: &CheckArgs) -> anyhow::Result<ExitCode> {
     if report.is_ok() {
         Ok(ExitCode::Ok)
     } else {
-        eprintln!("Fatal: repository contains errors ({} found)", report.errors.len());
+        eprintln!(
+            "Fatal: repository contains errors ({} found)",
+            report.errors.len()
+        );
         Ok(ExitCode::Error)
     }
 }

@@ -1,7 +1,7 @@
 use stash_engine::RetentionPolicy;
 
 use super::repo;
-use crate::cli::{RepoArgs, ForgetArgs};
+use crate::cli::{ForgetArgs, RepoArgs};
 use crate::exit_code::ExitCode;
 
 pub fn run(repo_args: &RepoArgs, args: &ForgetArgs) -> anyhow::Result<ExitCode> {
@@ -16,18 +16,39 @@ pub fn run(repo_args: &RepoArgs, args: &ForgetArgs) -> anyhow::Result<ExitCode> 
         keep_tags: args.keep_tags.clone(),
     };
     let forget = engine.forget(&policy, &repo::filter(&args.filter), args.dry_run)?;
-    let prune = if args.prune && !forget.remove.is_empty() { Some(engine.prune(args.dry_run)?) } else { None };
+    let prune = if args.prune && !forget.remove.is_empty() {
+        Some(engine.prune(args.dry_run)?)
+    } else {
+        None
+    };
     if repo_args.json {
         repo::print_json(&serde_json::json!({"forget": forget, "prune": prune}))?;
         return Ok(ExitCode::Ok);
     }
-    let verb = if args.dry_run { "would remove" } else { "removed" };
-    println!("keep {} snapshots, {verb} {} snapshots", forget.keep.len(), forget.remove.len());
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    println!(
+        "keep {} snapshots, {verb} {} snapshots",
+        forget.keep.len(),
+        forget.remove.len()
+    );
     for snapshot in &forget.remove {
-        println!("  {} {} {} {}", snapshot.short_id, snapshot.time, snapshot.hostname, snapshot.paths.join(","));
+        println!(
+            "  {} {} {} {}",
+            snapshot.short_id,
+            snapshot.time,
+            snapshot.hostname,
+            snapshot.paths.join(",")
+        );
     }
     if let Some(prune) = prune {
-        println!("prune: {verb} {} packs ({} bytes), repacked {} packs", prune.packs_removed, prune.bytes_removed, prune.packs_repacked);
+        println!(
+            "prune: {verb} {} packs ({} bytes), repacked {} packs",
+            prune.packs_removed, prune.bytes_removed, prune.packs_repacked
+        );
     }
     Ok(ExitCode::Ok)
 }

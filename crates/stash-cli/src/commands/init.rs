@@ -2,7 +2,7 @@ use anyhow::bail;
 use stash_engine::InitOptions;
 
 use super::repo;
-use crate::cli::{RepoArgs, InitArgs};
+use crate::cli::{InitArgs, RepoArgs};
 use crate::exit_code::ExitCode;
 
 pub fn run(repo_args: &RepoArgs, args: &InitArgs) -> anyhow::Result<ExitCode> {
@@ -11,15 +11,25 @@ pub fn run(repo_args: &RepoArgs, args: &InitArgs) -> anyhow::Result<ExitCode> {
         Some("1") => bail!(
             "stash creates repository format 2 only; create a format 1 repository with `restic init --repository-version 1` (stash reads and writes it)"
         ),
-        Some(other) => bail!("--repository-version {other} is not supported; use 2, latest or stable"),
+        Some(other) => {
+            bail!("--repository-version {other} is not supported; use 2, latest or stable")
+        }
     }
     let engine = repo::engine(repo_args)?;
     let id = engine.init(&InitOptions::default())?;
     if repo_args.json {
-        repo::print_json(&serde_json::json!({"message_type": "initialized", "id": id, "repository": engine.location().to_string()}))?;
+        repo::print_json(
+            &serde_json::json!({"message_type": "initialized", "id": id, "repository": engine.location().to_string()}),
+        )?;
     } else {
-        println!("created restic repository {} at {}", &id[..10], engine.location());
-        println!("\nPlease note that knowledge of your password is required to access\nthe repository. Losing your password means that your data is\nirrecoverably lost.");
+        println!(
+            "created restic repository {} at {}",
+            &id[..10],
+            engine.location()
+        );
+        println!(
+            "\nPlease note that knowledge of your password is required to access\nthe repository. Losing your password means that your data is\nirrecoverably lost."
+        );
     }
     Ok(ExitCode::Ok)
 }

@@ -1,5 +1,5 @@
 use super::repo::{self, human_bytes};
-use crate::cli::{RepoArgs, PruneArgs};
+use crate::cli::{PruneArgs, RepoArgs};
 use crate::exit_code::ExitCode;
 
 pub fn run(repo_args: &RepoArgs, args: &PruneArgs) -> anyhow::Result<ExitCode> {
@@ -8,7 +8,11 @@ pub fn run(repo_args: &RepoArgs, args: &PruneArgs) -> anyhow::Result<ExitCode> {
     if repo_args.json {
         repo::print_json(&report)?;
     } else {
-        let verb = if args.dry_run { "would remove" } else { "removed" };
+        let verb = if args.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
         println!(
             "{verb} {} packs ({}), repacked {} packs",
             report.packs_removed,

@@ -28,12 +28,19 @@ pub fn engine(args: &RepoArgs) -> anyhow::Result<Engine> {
 }
 
 pub fn filter(args: &SnapshotFilterArgs) -> SnapshotFilter {
-    SnapshotFilter { hosts: args.hosts.clone(), paths: args.paths.clone(), tags: args.tags.clone() }
+    SnapshotFilter {
+        hosts: args.hosts.clone(),
+        paths: args.paths.clone(),
+        tags: args.tags.clone(),
+    }
 }
 
 /// Prints `value` as one line of JSON.
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string(value).context("failed to encode the result as JSON")?);
+    println!(
+        "{}",
+        serde_json::to_string(value).context("failed to encode the result as JSON")?
+    );
     Ok(())
 }
 

@@ -12,14 +12,21 @@ pub fn run(repo_args: &RepoArgs, args: &RestoreArgs) -> anyhow::Result<ExitCode>
     request.excludes.clone_from(&args.excludes);
     request.sparse = !args.no_sparse;
     if !repo_args.json && !repo_args.quiet {
-        println!("restoring snapshot {} to {}", args.snapshot, args.target.display());
+        println!(
+            "restoring snapshot {} to {}",
+            args.snapshot,
+            args.target.display()
+        );
     }
     let report = engine.restore(&request)?;
     for failure in &report.failures {
         eprintln!("error: {}: {}", failure.path.display(), failure.error);
     }
     for skipped in &report.skipped_special {
-        eprintln!("warning: {}: device, FIFO or socket not recreated", skipped.display());
+        eprintln!(
+            "warning: {}: device, FIFO or socket not recreated",
+            skipped.display()
+        );
     }
     if repo_args.json {
         let mut summary = serde_json::to_value(&report)?;
@@ -39,7 +46,10 @@ pub fn run(repo_args: &RepoArgs, args: &RestoreArgs) -> anyhow::Result<ExitCode>
     if report.is_complete() {
         Ok(ExitCode::Ok)
     } else {
-        eprintln!("Fatal: {} entries could not be restored (listed above)", report.failures.len());
+        eprintln!(
+            "Fatal: {} entries could not be restored (listed above)",
+            report.failures.len()
+        );
         Ok(ExitCode::Error)
     }
 }

@@ -9,12 +9,19 @@ pub fn run(repo_args: &RepoArgs, args: &SnapshotsArgs) -> anyhow::Result<ExitCod
         repo::print_json(&snapshots)?;
         return Ok(ExitCode::Ok);
     }
-    println!("{:<9} {:<20} {:<16} {:<16} Paths", "ID", "Time", "Host", "Tags");
+    println!(
+        "{:<9} {:<20} {:<16} {:<16} Paths",
+        "ID", "Time", "Host", "Tags"
+    );
     println!("{}", "-".repeat(80));
     let indent = " ".repeat(9 + 1 + 20 + 1 + 16 + 1 + 16 + 1);
     for snapshot in &snapshots {
         // Like restic: seconds precision, no zone suffix (times are UTC).
-        let time = snapshot.time.get(..19).unwrap_or(&snapshot.time).replace('T', " ");
+        let time = snapshot
+            .time
+            .get(..19)
+            .unwrap_or(&snapshot.time)
+            .replace('T', " ");
         println!(
             "{:<9} {:<20} {:<16} {:<16} {}",
             snapshot.short_id,

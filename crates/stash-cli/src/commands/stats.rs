@@ -11,8 +11,14 @@ pub fn run(repo_args: &RepoArgs, _args: &StatsArgs) -> anyhow::Result<ExitCode> 
         println!("Stats in raw-data mode:");
         println!("     Snapshots processed:  {}", stats.snapshot_count);
         println!("        Total Blob Count:  {}", stats.total_blob_count);
-        println!(" Total Uncompressed Size:  {}", human_bytes(stats.total_uncompressed_size));
-        println!("              Total Size:  {}", human_bytes(stats.total_size));
+        println!(
+            " Total Uncompressed Size:  {}",
+            human_bytes(stats.total_uncompressed_size)
+        );
+        println!(
+            "              Total Size:  {}",
+            human_bytes(stats.total_size)
+        );
     }
     Ok(ExitCode::Ok)
 }

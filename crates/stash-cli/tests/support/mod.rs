@@ -19,7 +19,10 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("stash-test-").tempdir().expect("create a temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("stash-test-")
+            .tempdir()
+            .expect("create a temp dir");
         Self { dir }
     }
 
@@ -58,12 +61,15 @@ pub fn require_tool(tool: &str, install: &str) -> PathBuf {
             return candidate;
         }
     }
-    panic!("`{tool}` is not installed but this test needs it: run `scripts/setup` (or `{install}`)");
+    panic!(
+        "`{tool}` is not installed but this test needs it: run `scripts/setup` (or `{install}`)"
+    );
 }
 
 /// Runs `cmd` and returns its output; panics with stdout/stderr if it could not start.
 pub fn run(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("failed to start {cmd:?}: {e}"))
+    cmd.output()
+        .unwrap_or_else(|e| panic!("failed to start {cmd:?}: {e}"))
 }
 
 /// Runs `cmd`, asserts exit code 0, returns stdout.
@@ -106,6 +112,10 @@ pub fn restored(target: &Path, original: &Path) -> PathBuf {
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }

@@ -15,13 +15,25 @@ pub struct Server {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
-fn spawn_until_listening(name: &str, program: &std::path::Path, args: &[String], log: &std::path::Path) -> Server {
+fn spawn_until_listening(
+    name: &str,
+    program: &std::path::Path,
+    args: &[String],
+    log: &std::path::Path,
+) -> Server {
     for _attempt in 0..3 {
         let port = free_port();
-        let args: Vec<String> = args.iter().map(|a| a.replace("{port}", &port.to_string())).collect();
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.replace("{port}", &port.to_string()))
+            .collect();
         let log_file = std::fs::File::create(log).unwrap();
         // `read` returns when the test process (holder of the pipe's write end) is gone.
         let child = Command::new("sh")
@@ -38,7 +50,10 @@ fn spawn_until_listening(name: &str, program: &std::path::Path, args: &[String],
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Server { port, _child: Mutex::new(child) };
+                return Server {
+                    port,
+                    _child: Mutex::new(child),
+                };
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -62,7 +77,12 @@ pub fn s3() -> &'static Server {
         spawn_until_listening(
             "moto_server",
             &moto,
-            &["-H".into(), "127.0.0.1".into(), "-p".into(), "{port}".into()],
+            &[
+                "-H".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                "{port}".into(),
+            ],
             &log_dir().join("moto.log"),
         )
     })
@@ -74,14 +94,21 @@ pub fn create_bucket(server: &Server, bucket: &str) {
         .put(format!("http://127.0.0.1:{}/{bucket}", server.port))
         .send()
         .expect("create bucket");
-    assert!(response.status().is_success(), "creating bucket {bucket} failed: {}", response.status());
+    assert!(
+        response.status().is_success(),
+        "creating bucket {bucket} failed: {}",
+        response.status()
+    );
 }
 
 /// restic's rest-server (`go install github.com/restic/rest-server/cmd/rest-server@v0.13.0`).
 pub fn rest() -> &'static Server {
     static REST: OnceLock<Server> = OnceLock::new();
     REST.get_or_init(|| {
-        let binary = require_tool("rest-server", "GOBIN=/usr/local/bin go install github.com/restic/rest-server/cmd/rest-server@v0.13.0");
+        let binary = require_tool(
+            "rest-server",
+            "GOBIN=/usr/local/bin go install github.com/restic/rest-server/cmd/rest-server@v0.13.0",
+        );
         let data = log_dir().join("rest-data");
         std::fs::create_dir_all(&data).unwrap();
         spawn_until_listening(

@@ -31,8 +31,12 @@ pub fn write(path: &Path, data: &[u8]) {
 }
 
 fn set_mtime(path: &Path, secs: i64, nanos: u32) {
-    filetime::set_symlink_file_times(path, filetime::FileTime::from_unix_time(secs, nanos), filetime::FileTime::from_unix_time(secs, nanos))
-        .unwrap();
+    filetime::set_symlink_file_times(
+        path,
+        filetime::FileTime::from_unix_time(secs, nanos),
+        filetime::FileTime::from_unix_time(secs, nanos),
+    )
+    .unwrap();
 }
 
 /// The tree of the round-trip test: nested dirs, symlinks (relative, absolute, dangling),
@@ -44,22 +48,49 @@ pub fn full(root: &Path, big: bool) {
     write(&root.join("empty-file"), b"");
     fs::create_dir_all(root.join("empty-dir")).unwrap();
     write(&root.join("a/b/c/d/deep.txt"), b"deep\n");
-    write(&root.join("a/b/random.bin"), &pseudo_random(1, 3 * 1024 * 1024 + 17));
-    write(&root.join("a/compressible.txt"), "stash-rs backs up Kubernetes volumes\n".repeat(50_000).as_bytes());
-    write(&root.join("ünïcødé 文件 with spaces.txt"), "ünïcødé\n".as_bytes());
+    write(
+        &root.join("a/b/random.bin"),
+        &pseudo_random(1, 3 * 1024 * 1024 + 17),
+    );
+    write(
+        &root.join("a/compressible.txt"),
+        "stash-rs backs up Kubernetes volumes\n"
+            .repeat(50_000)
+            .as_bytes(),
+    );
+    write(
+        &root.join("ünïcødé 文件 with spaces.txt"),
+        "ünïcødé\n".as_bytes(),
+    );
     write(&root.join("dir with spaces/Ελληνικά.md"), b"# title\n");
     std::os::unix::fs::symlink("hello.txt", root.join("link-relative")).unwrap();
     std::os::unix::fs::symlink("/etc/hostname", root.join("link-absolute")).unwrap();
     std::os::unix::fs::symlink("does/not/exist", root.join("link-dangling")).unwrap();
 
     write(&root.join("modes/private"), b"secret\n");
-    fs::set_permissions(root.join("modes/private"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::set_permissions(
+        root.join("modes/private"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
     write(&root.join("modes/script.sh"), b"#!/bin/sh\necho hi\n");
-    fs::set_permissions(root.join("modes/script.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(
+        root.join("modes/script.sh"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     write(&root.join("modes/setuid"), b"x");
-    fs::set_permissions(root.join("modes/setuid"), fs::Permissions::from_mode(0o4750)).unwrap();
+    fs::set_permissions(
+        root.join("modes/setuid"),
+        fs::Permissions::from_mode(0o4750),
+    )
+    .unwrap();
     fs::create_dir_all(root.join("modes/sticky")).unwrap();
-    fs::set_permissions(root.join("modes/sticky"), fs::Permissions::from_mode(0o1777)).unwrap();
+    fs::set_permissions(
+        root.join("modes/sticky"),
+        fs::Permissions::from_mode(0o1777),
+    )
+    .unwrap();
     if super::is_root() {
         std::os::unix::fs::lchown(root.join("modes/private"), Some(1234), Some(5678)).unwrap();
     }
@@ -68,11 +99,15 @@ pub fn full(root: &Path, big: bool) {
     let mut sparse = fs::File::create(root.join("sparse.img")).unwrap();
     sparse.set_len(64 * 1024 * 1024).unwrap();
     std::os::unix::fs::FileExt::write_all_at(&sparse, &[0xAB; 4096], 1024 * 1024).unwrap();
-    std::os::unix::fs::FileExt::write_all_at(&sparse, &[0xCD; 4096], 64 * 1024 * 1024 - 4096).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&sparse, &[0xCD; 4096], 64 * 1024 * 1024 - 4096)
+        .unwrap();
     sparse.flush().unwrap();
 
     if big {
-        write(&root.join("big/over-100MiB.bin"), &pseudo_random(7, 101 * 1024 * 1024 + 3));
+        write(
+            &root.join("big/over-100MiB.bin"),
+            &pseudo_random(7, 101 * 1024 * 1024 + 3),
+        );
     }
     set_mtimes(root, 1_700_000_000);
 }
@@ -118,17 +153,27 @@ pub fn describe(root: &Path) -> BTreeMap<String, Entry> {
         .map(|path| {
             let meta = fs::symlink_metadata(&path).unwrap();
             let (kind, content) = if meta.file_type().is_symlink() {
-                ("symlink", fs::read_link(&path).unwrap().display().to_string())
+                (
+                    "symlink",
+                    fs::read_link(&path).unwrap().display().to_string(),
+                )
             } else if meta.is_dir() {
                 ("dir", String::new())
             } else {
-                ("file", hex::encode(sha2::Sha256::digest(fs::read(&path).unwrap())))
+                (
+                    "file",
+                    hex::encode(sha2::Sha256::digest(fs::read(&path).unwrap())),
+                )
             };
             let rel = path.strip_prefix(root).unwrap().display().to_string();
             let entry = Entry {
                 kind,
                 // Symlink permission bits are meaningless on Linux.
-                mode: if kind == "symlink" { 0 } else { meta.mode() & 0o7777 },
+                mode: if kind == "symlink" {
+                    0
+                } else {
+                    meta.mode() & 0o7777
+                },
                 mtime: (meta.mtime(), meta.mtime_nsec()),
                 owner: root_owner.then(|| (meta.uid(), meta.gid())),
                 size: if kind == "dir" { 0 } else { meta.len() },
@@ -145,7 +190,10 @@ pub fn assert_same(expected: &Path, actual: &Path) {
     let (e, a) = (describe(expected), describe(actual));
     let missing: Vec<_> = e.keys().filter(|k| !a.contains_key(*k)).collect();
     let extra: Vec<_> = a.keys().filter(|k| !e.contains_key(*k)).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "missing from restore: {missing:?}\nunexpected in restore: {extra:?}");
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing from restore: {missing:?}\nunexpected in restore: {extra:?}"
+    );
     for (path, entry) in &e {
         assert_eq!(entry, &a[path], "entry `{path}` differs");
     }

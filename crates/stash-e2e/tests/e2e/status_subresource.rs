@@ -61,26 +61,51 @@ async fn backup_session_status_written_through_the_subresource_reads_back_unchan
         "spec": {"invoker": {"apiGroup": "stash.appscode.com", "kind": "BackupConfiguration", "name": "deployment-backup"}}
     }))
     .unwrap();
-    api.create(&PostParams::default(), &session).await.expect("create BackupSession");
+    api.create(&PostParams::default(), &session)
+        .await
+        .expect("create BackupSession");
 
     let status = backup_session_status();
     // The typed status accepts what Stash writes …
-    let typed: stash_api::v1beta1::BackupSessionStatus = serde_json::from_value(status.clone()).unwrap();
+    let typed: stash_api::v1beta1::BackupSessionStatus =
+        serde_json::from_value(status.clone()).unwrap();
     let params = PatchParams::apply("stash.appscode.com/operator").force();
     let patch = json!({"apiVersion": "stash.appscode.com/v1beta1", "kind": "BackupSession", "status": typed});
-    api.patch_status("deployment-backup-1764000000", &params, &Patch::Apply(&patch)).await.expect("patch status");
+    api.patch_status(
+        "deployment-backup-1764000000",
+        &params,
+        &Patch::Apply(&patch),
+    )
+    .await
+    .expect("patch status");
 
     // … and the server keeps every field of it.
-    let read = api.get_status("deployment-backup-1764000000").await.unwrap();
-    assert_eq!(serde_json::to_value(read.status.as_ref().unwrap()).unwrap(), status);
+    let read = api
+        .get_status("deployment-backup-1764000000")
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(read.status.as_ref().unwrap()).unwrap(),
+        status
+    );
 
     // A spec write through the main resource leaves status alone, and a status in it is ignored.
     let mut changed = read.clone();
     changed.metadata.managed_fields = None;
     changed.spec.retry_left = Some(2);
     changed.status = None;
-    let replaced = api.replace("deployment-backup-1764000000", &PostParams::default(), &changed).await.unwrap();
-    assert_eq!(serde_json::to_value(replaced.status.unwrap()).unwrap(), status);
+    let replaced = api
+        .replace(
+            "deployment-backup-1764000000",
+            &PostParams::default(),
+            &changed,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(replaced.status.unwrap()).unwrap(),
+        status
+    );
 }
 
 #[tokio::test]
@@ -96,7 +121,10 @@ async fn repository_and_restore_session_status_read_back_unchanged() {
                              "storageSecretName": "s3-secret"}}
     }))
     .unwrap();
-    repos.create(&PostParams::default(), &repo).await.expect("create Repository");
+    repos
+        .create(&PostParams::default(), &repo)
+        .await
+        .expect("create Repository");
     let repo_status = json!({
         "observedGeneration": 1,
         "integrity": true,
@@ -112,7 +140,10 @@ async fn repository_and_restore_session_status_read_back_unchanged() {
         .await
         .expect("patch Repository status");
     let read = repos.get_status("s3-repo").await.unwrap();
-    assert_eq!(serde_json::to_value(read.status.unwrap()).unwrap(), repo_status);
+    assert_eq!(
+        serde_json::to_value(read.status.unwrap()).unwrap(),
+        repo_status
+    );
 
     let restores: Api<RestoreSession> = Api::namespaced(env.client(), &ns);
     let restore: RestoreSession = serde_json::from_value(json!({
@@ -124,7 +155,10 @@ async fn repository_and_restore_session_status_read_back_unchanged() {
                             "rules": [{"paths": ["/source/data"]}]}}
     }))
     .unwrap();
-    restores.create(&PostParams::default(), &restore).await.expect("create RestoreSession");
+    restores
+        .create(&PostParams::default(), &restore)
+        .await
+        .expect("create RestoreSession");
     let restore_status = json!({
         "phase": "Succeeded",
         "totalHosts": 1,
@@ -138,5 +172,8 @@ async fn repository_and_restore_session_status_read_back_unchanged() {
         .await
         .expect("patch RestoreSession status");
     let read = restores.get_status("deployment-restore").await.unwrap();
-    assert_eq!(serde_json::to_value(read.status.unwrap()).unwrap(), restore_status);
+    assert_eq!(
+        serde_json::to_value(read.status.unwrap()).unwrap(),
+        restore_status
+    );
 }

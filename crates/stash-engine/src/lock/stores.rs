@@ -13,7 +13,8 @@ pub(super) fn store_for(location: &RepositoryLocation) -> Result<Box<dyn LockSto
     }
     let repository = location.backend.repository.clone().unwrap_or_default();
     if let Some(scheme) = repository.strip_prefix("opendal:") {
-        return OpendalStore::new(scheme, &location.backend.options).map(|s| Box::new(s) as Box<dyn LockStore>);
+        return OpendalStore::new(scheme, &location.backend.options)
+            .map(|s| Box::new(s) as Box<dyn LockStore>);
     }
     if let Some(url) = repository.strip_prefix("rest:") {
         return RestStore::new(url).map(|s| Box::new(s) as Box<dyn LockStore>);
@@ -43,7 +44,8 @@ impl LockStore for DirStore {
 
     fn write(&self, name: &str, data: &[u8]) -> Result<(), String> {
         std::fs::create_dir_all(&self.0).map_err(|e| format!("{}: {e}", self.0.display()))?;
-        std::fs::write(self.0.join(name), data).map_err(|e| format!("{}: {e}", self.0.join(name).display()))
+        std::fs::write(self.0.join(name), data)
+            .map_err(|e| format!("{}: {e}", self.0.join(name).display()))
     }
 
     fn remove(&self, name: &str) -> Result<(), String> {
@@ -69,9 +71,12 @@ struct OpendalStore(opendal::blocking::Operator);
 
 impl OpendalStore {
     fn new(scheme: &str, options: &BTreeMap<String, String>) -> Result<Self, String> {
-        let operator = opendal::Operator::via_iter(scheme, options.clone()).map_err(|e| e.to_string())?;
+        let operator =
+            opendal::Operator::via_iter(scheme, options.clone()).map_err(|e| e.to_string())?;
         let _guard = runtime().enter();
-        opendal::blocking::Operator::new(operator).map(Self).map_err(|e| e.to_string())
+        opendal::blocking::Operator::new(operator)
+            .map(Self)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -82,19 +87,31 @@ impl LockStore for OpendalStore {
             Err(err) if err.kind() == opendal::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(err) => return Err(err.to_string()),
         };
-        Ok(entries.into_iter().map(|e| e.name().to_string()).filter(|n| n.len() == 64).collect())
+        Ok(entries
+            .into_iter()
+            .map(|e| e.name().to_string())
+            .filter(|n| n.len() == 64)
+            .collect())
     }
 
     fn read(&self, name: &str) -> Result<Vec<u8>, String> {
-        self.0.read(&format!("locks/{name}")).map(|b| b.to_vec()).map_err(|e| e.to_string())
+        self.0
+            .read(&format!("locks/{name}"))
+            .map(|b| b.to_vec())
+            .map_err(|e| e.to_string())
     }
 
     fn write(&self, name: &str, data: &[u8]) -> Result<(), String> {
-        self.0.write(&format!("locks/{name}"), data.to_vec()).map(|_| ()).map_err(|e| e.to_string())
+        self.0
+            .write(&format!("locks/{name}"), data.to_vec())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     fn remove(&self, name: &str) -> Result<(), String> {
-        self.0.delete(&format!("locks/{name}")).map_err(|e| e.to_string())
+        self.0
+            .delete(&format!("locks/{name}"))
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -106,13 +123,22 @@ struct RestStore {
 impl RestStore {
     fn new(url: &str) -> Result<Self, String> {
         let base = reqwest::Url::parse(url).map_err(|e| format!("invalid REST URL: {e}"))?;
-        let client = reqwest::blocking::Client::builder().build().map_err(|e| e.to_string())?;
+        let client = reqwest::blocking::Client::builder()
+            .build()
+            .map_err(|e| e.to_string())?;
         Ok(Self { client, base })
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> Result<reqwest::blocking::RequestBuilder, String> {
+    fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> Result<reqwest::blocking::RequestBuilder, String> {
         let mut url = self.base.join(path).map_err(|e| e.to_string())?;
-        let (user, pass) = (url.username().to_string(), url.password().map(str::to_string));
+        let (user, pass) = (
+            url.username().to_string(),
+            url.password().map(str::to_string),
+        );
         let _ = url.set_username("");
         let _ = url.set_password(None);
         let mut request = self.client.request(method, url);
@@ -141,14 +167,31 @@ impl LockStore for RestStore {
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(Vec::new());
         }
-        let body = response.error_for_status().map_err(|e| e.to_string())?.text().map_err(|e| e.to_string())?;
-        let entries: Vec<ListEntry> = serde_json::from_str(&body).map_err(|e| format!("unexpected lock listing: {e}"))?;
-        Ok(entries.into_iter().map(|e| match e { ListEntry::V2 { name } | ListEntry::V1(name) => name }).collect())
+        let body = response
+            .error_for_status()
+            .map_err(|e| e.to_string())?
+            .text()
+            .map_err(|e| e.to_string())?;
+        let entries: Vec<ListEntry> =
+            serde_json::from_str(&body).map_err(|e| format!("unexpected lock listing: {e}"))?;
+        Ok(entries
+            .into_iter()
+            .map(|e| match e {
+                ListEntry::V2 { name } | ListEntry::V1(name) => name,
+            })
+            .collect())
     }
 
     fn read(&self, name: &str) -> Result<Vec<u8>, String> {
-        let response = self.request(reqwest::Method::GET, &format!("locks/{name}"))?.send().map_err(|e| e.to_string())?;
-        let bytes = response.error_for_status().map_err(|e| e.to_string())?.bytes().map_err(|e| e.to_string())?;
+        let response = self
+            .request(reqwest::Method::GET, &format!("locks/{name}"))?
+            .send()
+            .map_err(|e| e.to_string())?;
+        let bytes = response
+            .error_for_status()
+            .map_err(|e| e.to_string())?
+            .bytes()
+            .map_err(|e| e.to_string())?;
         Ok(bytes.to_vec())
     }
 
@@ -162,10 +205,16 @@ impl LockStore for RestStore {
     }
 
     fn remove(&self, name: &str) -> Result<(), String> {
-        let response = self.request(reqwest::Method::DELETE, &format!("locks/{name}"))?.send().map_err(|e| e.to_string())?;
+        let response = self
+            .request(reqwest::Method::DELETE, &format!("locks/{name}"))?
+            .send()
+            .map_err(|e| e.to_string())?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(());
         }
-        response.error_for_status().map(|_| ()).map_err(|e| e.to_string())
+        response
+            .error_for_status()
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
