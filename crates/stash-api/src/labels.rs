@@ -53,6 +53,19 @@ pub const CONTAINER_TRIGGER: &str = "stash-trigger";
 pub const CONTAINER_PRE_TASK_HOOK: &str = "pre-task-hook";
 pub const CONTAINER_POST_TASK_HOOK: &str = "post-task-hook";
 
+// Environment of the executor containers (sidecar, init-container, jobs): the operator sets them, the
+// agent reads them.
+/// Node of the pod (downward API `spec.nodeName`); the DaemonSet host name (§8.5).
+pub const ENV_NODE_NAME: &str = "NODE_NAME";
+/// Name of the pod (downward API `metadata.name`); the StatefulSet ordinal comes from it (§8.5).
+pub const ENV_POD_NAME: &str = "POD_NAME";
+/// `runtimeSettings.container.nice.adjustment`.
+pub const ENV_NICE_ADJUSTMENT: &str = "NICE_ADJUSTMENT";
+/// `runtimeSettings.container.ionice.class`.
+pub const ENV_IONICE_CLASS: &str = "IONICE_CLASS";
+/// `runtimeSettings.container.ionice.classData`.
+pub const ENV_IONICE_CLASS_DATA: &str = "IONICE_CLASS_DATA";
+
 // Volumes and paths.
 pub const VOLUME_TMP_DIR: &str = "tmp-dir";
 pub const VOLUME_LOCAL_BACKEND: &str = "stash-local";
