@@ -97,3 +97,69 @@ fn batch_members<M: BatchMember>(
         m.check_hooks(&format!("{p}.hooks"), out);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::{BackupHooks, Handler, RestoreHooks};
+    use crate::v1beta1::{BackupConfigurationTemplateSpec, RestoreTargetSpec};
+
+    fn run<M: BatchMember>(kind: &str, members: &[M]) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        batch_members(kind, Some(members), Driver::Restic, &mut out);
+        out.into_iter().map(|i| (i.field, i.message)).collect()
+    }
+
+    #[test]
+    fn both_batch_kinds_check_their_members_alike() {
+        let disk = || {
+            Some(EmptyDirSettings {
+                medium: Some("Disk".to_owned()),
+                ..EmptyDirSettings::default()
+            })
+        };
+        let backup = BackupConfigurationTemplateSpec {
+            temp_dir: disk(),
+            hooks: Some(BackupHooks {
+                pre_backup: Some(Handler::default()),
+                ..BackupHooks::default()
+            }),
+            ..BackupConfigurationTemplateSpec::default()
+        };
+        let restore = RestoreTargetSpec {
+            temp_dir: disk(),
+            hooks: Some(RestoreHooks {
+                pre_restore: Some(Handler::default()),
+                ..RestoreHooks::default()
+            }),
+            ..RestoreTargetSpec::default()
+        };
+        let expect = |hook: &str| {
+            [
+                ("spec.members[0].target", "the member has no target"),
+                (
+                    "spec.members[0].tempDir.medium",
+                    "unsupported emptyDir medium `Disk`",
+                ),
+                (hook, "the hook has no action"),
+            ]
+            .map(|(f, m)| (f.to_owned(), m.to_owned()))
+            .to_vec()
+        };
+        assert_eq!(
+            run("BackupBatch", &[backup]),
+            expect("spec.members[0].hooks.preBackup")
+        );
+        assert_eq!(
+            run("RestoreBatch", &[restore]),
+            expect("spec.members[0].hooks.preRestore")
+        );
+        assert_eq!(
+            run::<RestoreTargetSpec>("RestoreBatch", &[]),
+            [(
+                "spec.members".to_owned(),
+                "a RestoreBatch needs at least one member".to_owned()
+            )]
+        );
+    }
+}
