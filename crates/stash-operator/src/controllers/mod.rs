@@ -1,0 +1,3 @@
+//! The reconcilers, one module per kind, each a pipeline dereference → validate → build → apply → status.
+
+pub mod backup_configuration;

@@ -1,0 +1,244 @@
+//! The operator process: metrics/health server, leader election, the controllers, one shutdown token.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
+use stash_api::labels;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::{LeaderElection, OperatorConfig};
+use crate::context::Context;
+use crate::controllers::backup_configuration;
+use crate::metrics::Metrics;
+use crate::server::{self, Health};
+
+/// Name of the operator in Events (`reportingController`).
+pub const REPORTING_CONTROLLER: &str = "stash-operator";
+
+/// The operator could not start, or stopped for a reason other than the shutdown token.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(
+        "failed to create a Kubernetes client; set KUBECONFIG or run in a pod with a service account"
+    )]
+    CreateClient {
+        #[source]
+        source: kube::Error,
+    },
+    #[error("failed to reach the Kubernetes API server")]
+    ReachApiServer {
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "failed to listen on {address} for /metrics, /healthz and /readyz; choose a free address with the metrics address flag"
+    )]
+    BindMetrics {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to serve /metrics, /healthz and /readyz")]
+    Serve {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to set up leader election with Lease {namespace}/{name}")]
+    LeaderElection {
+        namespace: String,
+        name: String,
+        #[source]
+        source: LeaseManagerError,
+    },
+    #[error(
+        "lost the leader Lease {namespace}/{name}; exiting so the replica restarts as a follower"
+    )]
+    LostLeadership { namespace: String, name: String },
+}
+
+/// Runs the operator with a client from `KUBECONFIG` or the pod's service account until `shutdown`.
+pub async fn run(config: OperatorConfig, shutdown: CancellationToken) -> Result<(), RunError> {
+    let client = Client::try_default()
+        .await
+        .map_err(|source| RunError::CreateClient { source })?;
+    Box::pin(run_with_client(client, config, shutdown)).await
+}
+
+/// Runs the operator with `client` until `shutdown` is cancelled (or leadership is lost).
+pub async fn run_with_client(
+    client: Client,
+    config: OperatorConfig,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    if config.enable_mutating_webhook || config.enable_validating_webhook {
+        warn!(
+            "the admission webhooks are not served by this build; the controllers inject the sidecar instead"
+        );
+    }
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health::default());
+    let listener = TcpListener::bind(config.metrics_address)
+        .await
+        .map_err(|source| RunError::BindMetrics {
+            address: config.metrics_address,
+            source,
+        })?;
+    info!(address = %config.metrics_address, "serving /metrics, /healthz and /readyz");
+    let server_stop = shutdown.child_token();
+    let server = tokio::spawn(server::serve(
+        listener,
+        Arc::clone(&metrics),
+        Arc::clone(&health),
+        server_stop.clone(),
+    ));
+
+    let result = Box::pin(run_controllers(client, &config, metrics, &health, shutdown)).await;
+    server_stop.cancel();
+    let server_result = server
+        .await
+        .expect("the metrics server task does not panic");
+    result?;
+    server_result.map_err(|source| RunError::Serve { source })
+}
+
+async fn run_controllers(
+    client: Client,
+    config: &OperatorConfig,
+    metrics: Arc<Metrics>,
+    health: &Health,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    client
+        .apiserver_version()
+        .await
+        .map_err(|source| RunError::ReachApiServer { source })?;
+    health.set_ready(true);
+    match &config.leader_election {
+        None => {
+            Box::pin(start_controllers(client, config, metrics, shutdown)).await;
+            Ok(())
+        }
+        Some(election) => {
+            Box::pin(run_as_leader(client, config, election, metrics, shutdown)).await
+        }
+    }
+}
+
+async fn start_controllers(
+    client: Client,
+    config: &OperatorConfig,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let settings = config.settings();
+    let reporter = Reporter {
+        controller: REPORTING_CONTROLLER.to_owned(),
+        instance: config.leader_election.as_ref().map(|l| l.identity.clone()),
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let context_client = client.clone();
+    info!(namespace = ?config.watch_namespace, "starting the BackupConfiguration controller");
+    Box::pin(backup_configuration::run(
+        client,
+        config.watch_namespace.clone(),
+        move |bcs, repositories| {
+            Context::new(
+                context_client,
+                settings,
+                metrics,
+                recorder,
+                bcs,
+                repositories,
+            )
+        },
+        shutdown,
+    ))
+    .await;
+    info!("the BackupConfiguration controller stopped");
+}
+
+/// Waits for the Lease, runs the controllers while holding it, and releases it on shutdown.
+async fn run_as_leader(
+    client: Client,
+    config: &OperatorConfig,
+    election: &LeaderElection,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let lease_error = |source| RunError::LeaderElection {
+        namespace: election.namespace.clone(),
+        name: election.lease_name.clone(),
+        source,
+    };
+    let duration = election.lease_duration_seconds.max(3);
+    let manager = LeaseManagerBuilder::new(client.clone(), &election.lease_name)
+        .with_namespace(&election.namespace)
+        .with_identity(&election.identity)
+        .with_duration(duration)
+        .with_grace((duration / 3).max(1))
+        .with_field_manager(labels::FIELD_MANAGER_OPERATOR)
+        .build()
+        .await
+        .map_err(lease_error)?;
+    let (mut leader, lease_task) = manager.watch().await;
+    info!(lease = %election.lease_name, identity = %election.identity, "waiting for the leader Lease");
+    loop {
+        if *leader.borrow_and_update() {
+            break;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => {
+                drop(leader);
+                let _ = lease_task.await;
+                return Ok(());
+            }
+            changed = leader.changed() => {
+                if changed.is_err() {
+                    return finish_lease(lease_task, lease_error).await;
+                }
+            }
+        }
+    }
+    info!(lease = %election.lease_name, identity = %election.identity, "became the leader");
+
+    let controllers_stop = shutdown.child_token();
+    let controllers = start_controllers(client, config, metrics, controllers_stop.clone());
+    tokio::pin!(controllers);
+    let mut lost = false;
+    loop {
+        tokio::select! {
+            () = &mut controllers => break,
+            changed = leader.changed(), if !lost => {
+                if changed.is_err() || !*leader.borrow_and_update() {
+                    warn!(lease = %election.lease_name, "lost the leader Lease; stopping the controllers");
+                    lost = true;
+                    controllers_stop.cancel();
+                }
+            }
+        }
+    }
+    drop(leader);
+    let _ = lease_task.await;
+    if lost && !shutdown.is_cancelled() {
+        return Err(RunError::LostLeadership {
+            namespace: election.namespace.clone(),
+            name: election.lease_name.clone(),
+        });
+    }
+    Ok(())
+}
+
+async fn finish_lease(
+    task: tokio::task::JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>,
+    lease_error: impl FnOnce(LeaseManagerError) -> RunError,
+) -> Result<(), RunError> {
+    match task.await {
+        Ok(Err(err)) => Err(lease_error(err)),
+        _ => Ok(()),
+    }
+}
