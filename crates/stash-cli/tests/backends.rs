@@ -1,13 +1,14 @@
-//! One conformance suite, run against every backend that can run here: a local directory and
-//! S3 (a real moto server on loopback). restic's rest-server cannot be fetched from this
-//! machine's Go module proxy, so REST is covered by unit tests of its URL handling only.
+//! One conformance suite, run against every backend that can run here: a local directory, S3
+//! (a real moto server on loopback) and restic's REST protocol (a real `rustic-server` on
+//! loopback, with basic auth). Each run ends with Debian's restic reading the same repository.
 
 mod support;
 
 use std::path::Path;
 use std::process::Command;
 
-use support::{Scratch, exits_with, json, ok, restored, servers, tree};
+use support::rest_server::{self, RestServer};
+use support::{Scratch, exits_with, json, ok, restored, s3, tree};
 
 struct Backend {
     repo: String,
@@ -99,10 +100,10 @@ fn local_backend_passes_the_conformance_suite() {
 }
 
 fn s3_backend(bucket: &str) -> Backend {
-    let server = servers::s3();
-    servers::create_bucket(server, bucket);
+    let server = s3::shared();
+    server.create_bucket(bucket);
     Backend {
-        repo: format!("s3:http://127.0.0.1:{}/{bucket}/stash/demo", server.port),
+        repo: format!("s3:http://127.0.0.1:{}/{bucket}/stash/demo", server.port()),
         env: vec![
             ("AWS_ACCESS_KEY_ID", "stash-test".into()),
             ("AWS_SECRET_ACCESS_KEY", "stash-test-secret".into()),
@@ -120,9 +121,9 @@ fn s3_backend_passes_the_conformance_suite() {
 #[test]
 fn an_s3_repository_in_a_missing_bucket_is_reported_with_what_to_do() {
     let s = Scratch::new();
-    let server = servers::s3();
+    let server = s3::shared();
     let backend = Backend {
-        repo: format!("s3:http://127.0.0.1:{}/no-such-bucket/x", server.port),
+        repo: format!("s3:http://127.0.0.1:{}/no-such-bucket/x", server.port()),
         env: vec![
             ("AWS_ACCESS_KEY_ID", "a".into()),
             ("AWS_SECRET_ACCESS_KEY", "b".into()),
@@ -157,4 +158,88 @@ fn restic_and_stash_share_one_s3_repository() {
         .args(["snapshots", "--json"])));
     assert_eq!(listed.as_array().unwrap().len(), 2);
     assert!(Path::new(&target).exists());
+}
+
+#[test]
+fn rest_backend_passes_the_conformance_suite() {
+    let s = Scratch::new();
+    let server = RestServer::start(
+        &rest_server::Options::default()
+            .repo("conformance")
+            .basic_auth("stash", "rest-secret"),
+    );
+    conformance(
+        &s,
+        &Backend {
+            repo: server.url("conformance"),
+            env: Vec::new(),
+        },
+    );
+    // The repository really is on the server: its files are in the server's data directory.
+    assert!(server.repo_dir("conformance").join("config").is_file());
+    server.assert_running();
+}
+
+#[test]
+fn restic_and_stash_share_one_rest_repository() {
+    let s = Scratch::new();
+    let server = RestServer::start(&rest_server::Options::default().repo("shared"));
+    let backend = Backend {
+        repo: server.url("shared"),
+        env: Vec::new(),
+    };
+    let source = s.path("source");
+    tree::write(&source.join("from-restic.txt"), b"restic wrote this");
+    ok(backend.apply(&mut s.restic()).arg("init"));
+    ok(backend.apply(&mut s.restic()).arg("backup").arg(&source));
+    let target = s.path("target");
+    ok(backend
+        .apply(&mut s.stash())
+        .args(["restore", "latest", "--target"])
+        .arg(&target));
+    assert_eq!(
+        std::fs::read(restored(&target, &source).join("from-restic.txt")).unwrap(),
+        b"restic wrote this"
+    );
+    ok(backend.apply(&mut s.stash()).arg("backup").arg(&source));
+    let listed = json(&ok(backend
+        .apply(&mut s.restic())
+        .args(["snapshots", "--json"])));
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    server.assert_running();
+}
+
+#[test]
+fn rest_credentials_can_come_from_the_environment_and_wrong_ones_are_refused() {
+    let s = Scratch::new();
+    let server = RestServer::start(
+        &rest_server::Options::default()
+            .repo("private")
+            .basic_auth("stash", "rest-secret"),
+    );
+    let bare = format!("rest:http://127.0.0.1:{}/private/", server.port());
+    // The keys of a Stash repository Secret for a REST backend, passed as environment.
+    let with_env = |cmd: &mut Command| {
+        cmd.env("REST_SERVER_USERNAME", "stash")
+            .env("REST_SERVER_PASSWORD", "rest-secret")
+            .arg("-r")
+            .arg(&bare);
+    };
+    let mut init = s.stash();
+    with_env(&mut init);
+    ok(init.arg("init"));
+    let mut snapshots = s.stash();
+    with_env(&mut snapshots);
+    let listed = json(&ok(snapshots.args(["snapshots", "--json"])));
+    assert!(listed.as_array().unwrap().is_empty(), "{listed}");
+
+    // Refused like a missing repository (restic's exit code 10), without echoing the password.
+    let wrong = format!(
+        "rest:http://stash:not-the-password@127.0.0.1:{}/private/",
+        server.port()
+    );
+    let stderr = exits_with(s.stash().arg("-r").arg(&wrong).arg("snapshots"), 10);
+    assert!(stderr.contains("credentials"), "{stderr}");
+    assert!(!stderr.contains("not-the-password"), "{stderr}");
+    server.assert_running();
 }

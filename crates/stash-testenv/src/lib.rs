@@ -23,6 +23,12 @@ pub mod crds;
 pub mod paths;
 pub mod pod_runner;
 pub mod process;
+pub mod pushgateway;
+pub mod rest_server;
+pub mod restic;
+pub mod s3;
+pub mod servers;
+pub mod tree;
 pub mod wait;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +42,10 @@ use kube::api::{Api, DeleteParams, PostParams};
 
 pub use control_plane::ControlPlane;
 pub use pod_runner::{NODE_NAME, PodRunner, STASH_IMAGE, is_stash_image};
+pub use pushgateway::Pushgateway;
+pub use rest_server::RestServer;
+pub use restic::require_tool;
+pub use s3::S3Server;
 pub use wait::wait_for;
 
 /// Label put on every namespace made by [`TestEnv::namespace`].

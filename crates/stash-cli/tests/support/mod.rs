@@ -1,16 +1,17 @@
-//! Shared helpers for the black-box tests: run the built `stash` and Debian's `restic`,
-//! generate trees, compare trees, start real servers. A missing tool fails the test with the
-//! command that installs it; nothing is skipped.
+//! Shared helpers for the black-box tests: run the built `stash` and Debian's `restic`.
+//! Generating and comparing trees, restic itself and the loopback servers (S3, REST) come from
+//! `stash-testenv` (`tree`, `restic`, `s3`, `rest_server`), which the end-to-end tests share;
+//! only what needs this crate's `stash` binary lives here. A missing tool fails the test with
+//! the command that installs it; nothing is skipped.
 
-#![allow(dead_code)]
-
-pub mod servers;
-pub mod tree;
+#![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-pub const PASSWORD: &str = "correct horse battery staple";
+pub use stash_testenv::restic::{PASSWORD, require_tool};
+pub use stash_testenv::tree::{self, is_root};
+pub use stash_testenv::{rest_server, s3};
 
 /// A scratch area for one test: repository, sources, restore targets, cache.
 pub struct Scratch {
@@ -40,30 +41,10 @@ impl Scratch {
         cmd
     }
 
-    /// Debian's `restic`, with the same password.
+    /// Debian's `restic`, with the same password (cache in `restic-cache`, `HOME` here).
     pub fn restic(&self) -> Command {
-        let mut cmd = Command::new(require_tool("restic", "apt-get install -y restic"));
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("RESTIC_PASSWORD", PASSWORD)
-            .env("RESTIC_CACHE_DIR", self.path("restic-cache"))
-            .env("HOME", self.dir.path());
-        cmd
+        stash_testenv::restic::command(self.dir.path())
     }
-}
-
-/// Finds `tool` on PATH or panics with how to install it (scripts/setup does all of them).
-pub fn require_tool(tool: &str, install: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        let candidate = dir.join(tool);
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!(
-        "`{tool}` is not installed but this test needs it: run `scripts/setup` (or `{install}`)"
-    );
 }
 
 /// Runs `cmd` and returns its output; panics with stdout/stderr if it could not start.
@@ -107,15 +88,4 @@ pub fn json(text: &str) -> serde_json::Value {
 /// The path under a restore target where restic puts a snapshot path.
 pub fn restored(target: &Path, original: &Path) -> PathBuf {
     target.join(original.strip_prefix("/").expect("absolute path"))
-}
-
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
 }

@@ -1,5 +1,16 @@
-//! Deterministic test trees and a strict tree comparison (content, type, mode, mtime, symlink
-//! target, ownership when root).
+//! Deterministic test trees and a strict tree comparison: content (SHA-256), type, mode
+//! (including setuid and sticky bits), mtime to the nanosecond, symlink target, and owner and
+//! group when running as root.
+//!
+//! ```no_run
+//! use stash_testenv::tree;
+//! # let (source, restored) = (std::path::Path::new("/a"), std::path::Path::new("/b"));
+//! tree::full(source, false);              // nested dirs, symlinks, modes, unicode names, a sparse file
+//! tree::write(&source.join("x/y.txt"), b"more"); // parents are created
+//! tree::set_mtimes(source, 1_700_000_000); // distinct nanosecond mtimes again after a change
+//! // ... back up and restore ...
+//! tree::assert_same(source, restored);    // panics naming the first entry that differs
+//! ```
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -10,6 +21,7 @@ use std::path::Path;
 use sha2::Digest;
 
 /// Fast deterministic bytes (xorshift64*): incompressible, reproducible.
+#[must_use]
 pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut out = Vec::with_capacity(len + 8);
@@ -23,6 +35,7 @@ pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
+/// Writes `data` to `path`, creating its parent directories; panics on error.
 pub fn write(path: &Path, data: &[u8]) {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).unwrap();
@@ -91,7 +104,7 @@ pub fn full(root: &Path, big: bool) {
         fs::Permissions::from_mode(0o1777),
     )
     .unwrap();
-    if super::is_root() {
+    if is_root() {
         std::os::unix::fs::lchown(root.join("modes/private"), Some(1234), Some(5678)).unwrap();
     }
 
@@ -132,7 +145,7 @@ fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
-/// What we compare of each entry.
+/// What [`describe`] records of each entry (compared with `==`).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Entry {
     kind: &'static str,
@@ -144,10 +157,11 @@ pub struct Entry {
 }
 
 /// Snapshot of a tree, keyed by relative path. Directory mtimes are included.
+#[must_use]
 pub fn describe(root: &Path) -> BTreeMap<String, Entry> {
     let mut paths = Vec::new();
     collect(root, &mut paths);
-    let root_owner = super::is_root();
+    let root_owner = is_root();
     paths
         .into_iter()
         .map(|path| {
@@ -200,6 +214,21 @@ pub fn assert_same(expected: &Path, actual: &Path) {
 }
 
 /// Blocks actually allocated on disk (to tell a hole from written zeros).
+#[must_use]
 pub fn allocated_bytes(path: &Path) -> u64 {
     fs::metadata(path).unwrap().blocks() * 512
+}
+
+/// Whether the test runs as root (then [`full`] gives a file another owner, and [`describe`]
+/// records owners).
+#[must_use]
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
 }
