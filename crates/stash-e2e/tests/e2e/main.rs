@@ -7,6 +7,7 @@
 
 mod control_plane;
 mod job_runs_stash;
+mod operator_backup_configuration;
 mod stash_examples;
 mod status_subresource;
 
