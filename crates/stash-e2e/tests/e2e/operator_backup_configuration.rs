@@ -2,6 +2,9 @@
 //! namespace), against Stash's BackupConfiguration example: the trigger CronJob, the sidecar in the
 //! Deployment, pause, deletion, and a missing Secret that appears later.
 
+// Kind names (BackupConfiguration, CronJob) are prose in these docs, not code.
+#![allow(clippy::doc_markdown)]
+
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -209,6 +212,94 @@ fn template_annotation<'a>(deployment: &'a Deployment, key: &str) -> Option<&'a 
         .get(key)
 }
 
+async fn pausing_suspends_the_cronjob_and_leaves_the_pods_alone(
+    bcs: &Api<BackupConfiguration>,
+    cronjobs: &Api<CronJob>,
+    deployments: &Api<Deployment>,
+    generation: Option<i64>,
+) {
+    // Pausing suspends the CronJob and leaves the Deployment's pods alone.
+    bcs.patch(
+        "deployment-backup",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"paused": true}})),
+    )
+    .await
+    .expect("pause the BackupConfiguration");
+    wait_for(
+        "the CronJob to be suspended after pausing (the CronJob apply probably did not run)",
+        TIMEOUT,
+        || async {
+            let c = cronjobs
+                .get("stash-trigger-deployment-backup")
+                .await
+                .map_err(|e| e.to_string())?;
+            match c.spec.suspend {
+                Some(true) => Ok(()),
+                other => Err(format!("suspend is {other:?}")),
+            }
+        },
+    )
+    .await;
+    let after_pause = deployments.get("stash-demo").await.unwrap();
+    assert_eq!(
+        after_pause.metadata.generation, generation,
+        "pausing restarted the workload"
+    );
+}
+
+async fn deleting_removes_the_sidecar_the_annotations_and_the_cronjob(
+    bcs: &Api<BackupConfiguration>,
+    cronjobs: &Api<CronJob>,
+    deployments: &Api<Deployment>,
+) {
+    // Deleting takes the sidecar, the annotations and the CronJob away.
+    delete_and_wait(bcs).await;
+    let deployment = wait_for(
+        "the stash sidecar to leave Deployment stash-demo (the finalizer probably did not update it)",
+        TIMEOUT,
+        || async {
+            let d = deployments.get("stash-demo").await.map_err(|e| e.to_string())?;
+            if has_sidecar(&d) { Err("stash container still there".to_owned()) } else { Ok(d) }
+        },
+    )
+    .await;
+    assert_eq!(
+        template_annotation(
+            &deployment,
+            labels::ANNOTATION_LAST_APPLIED_BACKUP_INVOKER_HASH
+        ),
+        None
+    );
+    assert!(
+        !deployment
+            .annotations()
+            .keys()
+            .any(|k| k.starts_with("stash.appscode.com/")),
+        "{:?}",
+        deployment.annotations()
+    );
+    let volumes: Vec<String> = deployment
+        .spec
+        .template
+        .spec
+        .unwrap()
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
+    assert_eq!(volumes, ["source-data"]);
+    assert!(
+        cronjobs
+            .get_opt("stash-trigger-deployment-backup")
+            .await
+            .unwrap()
+            .is_none(),
+        "the CronJob outlived its BackupConfiguration"
+    );
+}
+
 #[tokio::test]
 async fn a_backup_configuration_gets_an_owned_cronjob_and_its_deployment_the_sidecar_until_it_is_deleted()
  {
@@ -307,80 +398,15 @@ async fn a_backup_configuration_gets_an_owned_cronjob_and_its_deployment_the_sid
     assert_eq!(operator.get("/healthz").await.status, 200);
     assert_eq!(operator.get("/readyz").await.status, 200);
 
-    // Pausing suspends the CronJob and leaves the Deployment's pods alone.
-    bcs.patch(
-        "deployment-backup",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"paused": true}})),
-    )
-    .await
-    .expect("pause the BackupConfiguration");
-    wait_for(
-        "the CronJob to be suspended after pausing (the CronJob apply probably did not run)",
-        TIMEOUT,
-        || async {
-            let c = cronjobs
-                .get("stash-trigger-deployment-backup")
-                .await
-                .map_err(|e| e.to_string())?;
-            match c.spec.suspend {
-                Some(true) => Ok(()),
-                other => Err(format!("suspend is {other:?}")),
-            }
-        },
+    pausing_suspends_the_cronjob_and_leaves_the_pods_alone(
+        &bcs,
+        &cronjobs,
+        &deployments,
+        generation,
     )
     .await;
-    let after_pause = deployments.get("stash-demo").await.unwrap();
-    assert_eq!(
-        after_pause.metadata.generation, generation,
-        "pausing restarted the workload"
-    );
-
-    // Deleting takes the sidecar, the annotations and the CronJob away.
-    delete_and_wait(&bcs).await;
-    let deployment = wait_for(
-        "the stash sidecar to leave Deployment stash-demo (the finalizer probably did not update it)",
-        TIMEOUT,
-        || async {
-            let d = deployments.get("stash-demo").await.map_err(|e| e.to_string())?;
-            if has_sidecar(&d) { Err("stash container still there".to_owned()) } else { Ok(d) }
-        },
-    )
-    .await;
-    assert_eq!(
-        template_annotation(
-            &deployment,
-            labels::ANNOTATION_LAST_APPLIED_BACKUP_INVOKER_HASH
-        ),
-        None
-    );
-    assert!(
-        !deployment
-            .annotations()
-            .keys()
-            .any(|k| k.starts_with("stash.appscode.com/")),
-        "{:?}",
-        deployment.annotations()
-    );
-    let volumes: Vec<String> = deployment
-        .spec
-        .template
-        .spec
-        .unwrap()
-        .volumes
-        .unwrap_or_default()
-        .into_iter()
-        .map(|v| v.name)
-        .collect();
-    assert_eq!(volumes, ["source-data"]);
-    assert!(
-        cronjobs
-            .get_opt("stash-trigger-deployment-backup")
-            .await
-            .unwrap()
-            .is_none(),
-        "the CronJob outlived its BackupConfiguration"
-    );
+    deleting_removes_the_sidecar_the_annotations_and_the_cronjob(&bcs, &cronjobs, &deployments)
+        .await;
     operator.stop().await;
 }
 
