@@ -3,6 +3,7 @@
 //! sidecar's RBAC.
 
 use k8s_openapi::api::batch::v1::CronJob;
+use serde_json::Value;
 
 use super::validate::{SidecarTarget, ValidBackupConfiguration};
 use crate::build::cronjob::{BuildCronJobError, trigger_cronjob};
@@ -71,6 +72,23 @@ impl BuildError {
     }
 }
 
+/// Whether everything `wanted` sets is set to the same value in `present`: the API server adds defaults
+/// (`terminationMessagePath`, `fieldRef.apiVersion`, ...) to the injected sidecar, so a workload read back
+/// never equals the built one, yet needs no update.
+#[must_use]
+pub fn is_subset(wanted: &Value, present: &Value) -> bool {
+    match (wanted, present) {
+        (Value::Object(w), Value::Object(p)) => w
+            .iter()
+            .all(|(k, v)| v.is_null() || p.get(k).is_some_and(|pv| is_subset(v, pv))),
+        (Value::Array(w), Value::Array(p)) => {
+            w.len() == p.len() && w.iter().zip(p).all(|(a, b)| is_subset(a, b))
+        }
+        (Value::Null, _) => true,
+        (w, p) => w == p,
+    }
+}
+
 /// Stage 3 of the pipeline.
 pub fn build(
     valid: &ValidBackupConfiguration<'_>,
@@ -86,10 +104,11 @@ pub fn build(
             let target = invoker
                 .target_for(workload)
                 .expect("validate only injects into a workload the target names");
-            let current = sidecar_is_current(workload, &target, valid.repository, settings);
             let mut patched = workload.clone();
             inject_sidecar_into_workload(&mut patched, &target, valid.repository, settings)
                 .map_err(|source| BuildError::Sidecar { source })?;
+            let current = sidecar_is_current(workload, &target, valid.repository, settings)
+                || is_subset(&patched.to_value()["spec"], &workload.to_value()["spec"]);
             let rbac = sidecar_rbac(workload, valid.repository)
                 .map_err(|source| BuildError::Rbac { source })?;
             Some(SidecarResources {
@@ -105,4 +124,26 @@ pub fn build(
         cronjob_rbac,
         sidecar,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_container_read_back_with_server_defaults_still_counts_as_current() {
+        let wanted = json!({"containers": [{"name": "stash", "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}]});
+        let present = json!({"containers": [{"name": "stash", "terminationMessagePath": "/dev/termination-log", "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}}]}]});
+        assert!(is_subset(&wanted, &present));
+    }
+
+    #[test]
+    fn a_changed_argument_or_a_missing_container_is_not_current() {
+        let wanted = json!({"containers": [{"name": "app"}, {"name": "stash", "args": ["run-backup", "--v=3"]}]});
+        let changed = json!({"containers": [{"name": "app"}, {"name": "stash", "args": ["run-backup", "--v=4"]}]});
+        let missing = json!({"containers": [{"name": "app"}]});
+        assert!(!is_subset(&wanted, &changed));
+        assert!(!is_subset(&wanted, &missing));
+    }
 }
