@@ -141,6 +141,13 @@ pub fn conditions(bc: &BackupConfiguration, report: &Report<'_>) -> Vec<Conditio
             "The BackupConfiguration is valid.".to_owned(),
         ),
     });
+    out.extend(outcome_conditions(report));
+    out
+}
+
+/// `StashSidecarInjected` and `CronJobCreated`, from what stage 4 did.
+fn outcome_conditions(report: &Report<'_>) -> Vec<Condition> {
+    let mut out = Vec::new();
     match &report.sidecar {
         SidecarOutcome::NotApplicable => {}
         SidecarOutcome::Injected { workload } => out.push(condition(
