@@ -483,3 +483,98 @@ async fn a_backup_configuration_whose_secret_is_missing_is_not_ready_until_the_s
     delete_and_wait(&bcs).await;
     operator.stop().await;
 }
+
+/// The invoker name recorded in the Deployment's `last-applied-backup-invoker` annotation.
+fn recorded_invoker(deployment: &Deployment) -> Option<String> {
+    let applied: serde_json::Value = serde_json::from_str(
+        deployment
+            .annotations()
+            .get(labels::ANNOTATION_LAST_APPLIED_BACKUP_INVOKER)?,
+    )
+    .ok()?;
+    applied
+        .pointer("/metadata/name")?
+        .as_str()
+        .map(str::to_owned)
+}
+
+async fn wait_for_recorded_invoker(deployments: &Api<Deployment>, name: &str, hint: &str) {
+    wait_for(
+        &format!("Deployment stash-demo to carry the sidecar of {name} ({hint})"),
+        TIMEOUT,
+        || async {
+            let d = deployments
+                .get("stash-demo")
+                .await
+                .map_err(|e| e.to_string())?;
+            match recorded_invoker(&d) {
+                Some(n) if n == name && has_sidecar(&d) => Ok(()),
+                other => Err(format!("recorded invoker is {other:?}")),
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn of_two_backup_configurations_on_one_deployment_the_newer_injects_and_the_older_takes_over_when_it_goes()
+ {
+    let env = TestEnv::shared().await;
+    let ns = env.namespace().await;
+    let client = env.client();
+    create_objects(&client, &ns, true).await;
+    let operator = Operator::start(client.clone(), &ns);
+    let bcs = Api::<BackupConfiguration>::namespaced(client.clone(), &ns);
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
+    wait_for_phase(
+        &bcs,
+        BackupInvokerPhase::Ready,
+        "the operator probably never reconciled it",
+    )
+    .await;
+    wait_for_recorded_invoker(&deployments, "deployment-backup", "the first injection").await;
+
+    // creationTimestamp has a resolution of one second: make sure the second one is newer.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut newer: BackupConfiguration = serde_yaml::from_str(EXAMPLE).unwrap();
+    newer.metadata.name = Some("newer-backup".to_owned());
+    newer.metadata.namespace = Some(ns.to_string());
+    bcs.create(&PostParams::default(), &newer)
+        .await
+        .expect("create the second BackupConfiguration");
+    wait_for_recorded_invoker(
+        &deployments,
+        "newer-backup",
+        "the newer one should win (§8.2)",
+    )
+    .await;
+    let older = wait_for(
+        "the older BackupConfiguration to report that it lost the sidecar",
+        TIMEOUT,
+        || async {
+            let bc = bcs
+                .get("deployment-backup")
+                .await
+                .map_err(|e| e.to_string())?;
+            match condition_status(&bc, ConditionType::StashSidecarInjected) {
+                Some((ConditionStatus::False, message)) => Ok(message),
+                other => Err(format!("StashSidecarInjected is {other:?}")),
+            }
+        },
+    )
+    .await;
+    assert!(older.contains("newer-backup"), "{older}");
+
+    bcs.delete("newer-backup", &DeleteParams::default())
+        .await
+        .expect("delete the newer BackupConfiguration");
+    wait_for_recorded_invoker(
+        &deployments,
+        "deployment-backup",
+        "the Deployment watch probably did not re-enqueue the older one after the newer one's finalizer ran",
+    )
+    .await;
+
+    delete_and_wait(&bcs).await;
+    operator.stop().await;
+}
