@@ -5,6 +5,7 @@
 //! The API is blocking, like `rustic_core`'s (rayon inside); async callers wrap it in
 //! `spawn_blocking`.
 
+mod backend;
 mod backup;
 mod check;
 mod error;
@@ -20,6 +21,10 @@ mod snapshots;
 mod source;
 mod stats;
 
+pub use backend::{
+    AzureCredentials, B2Credentials, BackendConfig, BackendError, Credentials, GcsCredentials,
+    Provider, RestCredentials, S3Credentials, Secret, SwiftCredentials, TlsOptions, keys,
+};
 pub use backup::{BackupReport, BackupRequest, UnreadableEntry};
 pub use check::{CheckReport, CheckRequest};
 pub use error::{EngineError, Retry};

@@ -1,22 +1,33 @@
 //! restic repository strings (`/path`, `local:/path`, `s3:http://host/bucket/prefix`, `rest:http://…`,
 //! `gs:bucket:/prefix`, `azure:container:/prefix`, `b2:bucket:/prefix`, `swift:container:/prefix`)
-//! mapped onto `rustic_backend`'s options. Credentials come from the same environment variable names
-//! restic and Stash's storage Secrets use (`AWS_ACCESS_KEY_ID`, `B2_ACCOUNT_ID`, …).
+//! and Stash backends, both turned into one typed [`BackendConfig`]. Credentials come from the
+//! same names restic and Stash's storage Secrets use (`AWS_ACCESS_KEY_ID`, `B2_ACCOUNT_ID`,
+//! `CA_CERT_DATA`, …).
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use rustic_backend::BackendOptions;
+use tokio::runtime::Handle;
 
 use crate::EngineError;
+use crate::backend::{
+    self, BackendConfig, BackendError, Credentials, Provider, RestCredentials, Secret, TlsOptions,
+    keys, redact_userinfo,
+};
+use crate::lock::LockStore;
 
 /// Where a repository lives plus the credentials to reach it.
 #[derive(Clone)]
 pub struct RepositoryLocation {
     /// The repository string as the user wrote it (shown in messages, never with secrets).
     display: String,
+    config: BackendConfig,
+    /// Transitional: `rustic_backend`'s options for callers still on `backend.to_backends()`
+    /// (no custom CA or insecure TLS there). Use [`RepositoryLocation::backends`].
     pub(crate) backend: BackendOptions,
     /// Set for the local backend: lets lock handling and `init` work on the directory itself.
-    pub(crate) local_path: Option<std::path::PathBuf>,
+    pub(crate) local_path: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for RepositoryLocation {
@@ -41,150 +52,299 @@ impl RepositoryLocation {
     }
 
     /// Parses a restic repository string; `env` answers credential variables by name
-    /// (the process environment for the CLI, the storage Secret's keys for the agent).
+    /// (the process environment for the CLI, the storage Secret's keys for the agent),
+    /// including `CA_CERT_DATA` (a PEM bundle).
     pub fn parse(
         repository: &str,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, EngineError> {
-        let invalid = |reason: &str| EngineError::InvalidRepository {
+        let invalid = |reason: String| EngineError::InvalidRepository {
             repository: redact_userinfo(repository),
-            reason: reason.to_string(),
+            reason,
         };
         let repository = repository.trim();
         if repository.is_empty() {
-            return Err(invalid("empty; pass -r/--repo or set RESTIC_REPOSITORY"));
+            return Err(invalid(
+                "empty; pass -r/--repo or set RESTIC_REPOSITORY".into(),
+            ));
         }
-        let (scheme, rest) = split_scheme(repository);
-        let mut options = BTreeMap::new();
-        let mut local_path = None;
-        let rustic_repo = match scheme {
-            None | Some("local") => {
-                if rest.is_empty() {
-                    return Err(invalid("the local path is empty"));
-                }
-                let path = std::path::absolute(rest)
-                    .map_err(|_| invalid("the local path cannot be made absolute"))?;
-                local_path = Some(path.clone());
-                format!("local:{}", path.display())
-            }
-            Some("rest") => {
-                if !(rest.starts_with("http://") || rest.starts_with("https://")) {
-                    return Err(invalid(
-                        "a rest repository must look like rest:http://host:8000/path",
-                    ));
-                }
-                let mut url = rest.to_string();
-                if !url.ends_with('/') {
-                    url.push('/');
-                }
-                format!("rest:{}", with_rest_userinfo(&url, &env))
-            }
-            Some(scheme @ ("s3" | "gs" | "azure" | "b2" | "swift")) => {
-                object_store(scheme, rest, &env, &mut options).map_err(invalid)?
-            }
-            Some(other) => {
-                return Err(invalid(&format!(
-                    "unknown backend `{other}:`; use a path, local:, s3:, rest:, gs:, azure:, b2: or swift:"
-                )));
-            }
+        let config = parse_config(repository, &env).map_err(invalid)?;
+        Ok(Self::build(redact_userinfo(repository), config))
+    }
+
+    /// A location from a typed configuration (the agent builds it from a Stash `Repository`
+    /// and its storage Secret). A relative local path is made absolute; `user:password@` in a
+    /// REST URL moves into [`Credentials::Rest`].
+    pub fn from_config(mut config: BackendConfig) -> Result<Self, BackendError> {
+        if let Provider::Local { path } = &mut config.provider {
+            *path = std::path::absolute(&*path).map_err(|e| BackendError::InvalidConfig {
+                provider: "local",
+                field: "path",
+                reason: format!("`{}` cannot be made absolute: {e}", path.display()),
+            })?;
+        }
+        if let Provider::Rest { url } = &mut config.provider
+            && config.credentials == Credentials::None
+            && let Some((clean, creds)) = split_rest_userinfo(url)
+        {
+            *url = clean;
+            config.credentials = Credentials::Rest(creds);
+        }
+        config.validate()?;
+        Ok(Self::build(config.provider.to_string(), config))
+    }
+
+    /// The same location with other TLS settings (the CLI's `--cacert` / `--insecure-tls`).
+    pub fn with_tls(self, tls: TlsOptions) -> Result<Self, BackendError> {
+        let mut config = self.config;
+        config.tls = tls;
+        config.validate()?;
+        Ok(Self::build(self.display, config))
+    }
+
+    /// The typed configuration behind this location.
+    #[must_use]
+    pub fn config(&self) -> &BackendConfig {
+        &self.config
+    }
+
+    fn build(display: String, config: BackendConfig) -> Self {
+        let local_path = match &config.provider {
+            Provider::Local { path } => Some(path.clone()),
+            _ => None,
         };
-        Ok(Self {
-            display: redact_userinfo(repository),
-            backend: BackendOptions::default()
-                .repository(rustic_repo)
-                .options(options),
+        Self {
+            display,
+            backend: legacy_options(&config),
+            config,
             local_path,
-        })
+        }
+    }
+
+    /// The `rustic_core` backends of this repository. Object stores run on `rt` (opendal's
+    /// blocking operator): call the backends from `spawn_blocking`, not from async code.
+    #[allow(dead_code, reason = "callers move here from `backend.to_backends()`")]
+    pub(crate) fn backends(
+        &self,
+        rt: &Handle,
+    ) -> Result<rustic_core::RepositoryBackends, BackendError> {
+        backend::repository_backends(&self.config, &self.display, rt)
+    }
+
+    /// Where the lock files of this repository go, through the same backend settings.
+    pub(crate) fn lock_store(&self, rt: &Handle) -> Result<Box<dyn LockStore>, BackendError> {
+        backend::locks::store(&self.config, &self.display, rt)
+    }
+
+    /// The directory of a local repository.
+    #[allow(dead_code, reason = "callers move here from the `local_path` field")]
+    pub(crate) fn local_path(&self) -> Option<&Path> {
+        self.local_path.as_deref()
     }
 }
 
-/// Options of `rustic_backend`'s opendal services for the object-store schemes; `Err` is the
-/// reason the repository string is invalid.
-fn object_store(
-    scheme: &str,
-    rest: &str,
+/// The typed configuration of a restic repository string; `Err` is the reason it is invalid.
+fn parse_config(
+    repository: &str,
     env: &impl Fn(&str) -> Option<String>,
-    options: &mut BTreeMap<String, String>,
-) -> Result<String, &'static str> {
-    Ok(match scheme {
-        "s3" => {
+) -> Result<BackendConfig, String> {
+    let (scheme, rest) = split_scheme(repository);
+    let provider = match scheme {
+        None | Some("local") => {
+            if rest.is_empty() {
+                return Err("the local path is empty".into());
+            }
+            let path = std::path::absolute(rest)
+                .map_err(|_| "the local path cannot be made absolute".to_string())?;
+            Provider::Local { path }
+        }
+        Some("rest") => {
+            if !(rest.starts_with("http://") || rest.starts_with("https://")) {
+                return Err("a rest repository must look like rest:http://host:8000/path".into());
+            }
+            let mut url = rest.to_string();
+            if !url.ends_with('/') {
+                url.push('/');
+            }
+            Provider::Rest { url }
+        }
+        Some("s3") => {
             let s3 = parse_s3(rest).ok_or("an s3 repository must look like s3:http://host:9000/bucket/prefix or s3:s3.amazonaws.com/bucket")?;
-            options.insert("endpoint".into(), s3.endpoint);
-            options.insert("bucket".into(), s3.bucket);
-            options.insert("root".into(), format!("/{}", s3.prefix));
-            let region = env("AWS_DEFAULT_REGION")
-                .or_else(|| env("AWS_REGION"))
-                .unwrap_or_else(|| "us-east-1".into());
-            options.insert("region".into(), region);
-            if let Some(key) = env("AWS_ACCESS_KEY_ID") {
-                options.insert("access_key_id".into(), key);
+            Provider::S3 {
+                endpoint: s3.endpoint,
+                bucket: s3.bucket,
+                prefix: s3.prefix,
+                region: env(keys::AWS_DEFAULT_REGION).or_else(|| env(keys::AWS_REGION)),
+                // Stash users point at MinIO and other S3-compatibles, which want path-style
+                // URLs; AWS itself accepts both.
+                path_style: true,
             }
-            if let Some(secret) = env("AWS_SECRET_ACCESS_KEY") {
-                options.insert("secret_access_key".into(), secret);
-            }
-            if let Some(token) = env("AWS_SESSION_TOKEN") {
-                options.insert("session_token".into(), token);
-            }
-            // Stash users point at MinIO and other S3-compatibles, which want path-style URLs;
-            // AWS itself accepts both.
-            options.insert("enable_virtual_host_style".into(), "false".into());
-            "opendal:s3".to_string()
         }
-        "gs" => {
-            let (bucket, prefix) = parse_bucket_prefix(rest)
-                .ok_or("a gcs repository must look like gs:bucket:/prefix")?;
-            options.insert("bucket".into(), bucket);
-            options.insert("root".into(), format!("/{prefix}"));
-            if let Some(path) = env("GOOGLE_APPLICATION_CREDENTIALS") {
-                options.insert("credential_path".into(), path);
+        Some(scheme @ ("gs" | "azure" | "b2" | "swift")) => {
+            let (name, prefix) = parse_bucket_prefix(rest).ok_or(match scheme {
+                "gs" => "a gcs repository must look like gs:bucket:/prefix",
+                "azure" => "an azure repository must look like azure:container:/prefix",
+                "b2" => "a b2 repository must look like b2:bucket:/prefix",
+                _ => "a swift repository must look like swift:container:/prefix",
+            })?;
+            match scheme {
+                "gs" => Provider::Gcs {
+                    bucket: name,
+                    prefix,
+                },
+                "azure" => Provider::Azure {
+                    container: name,
+                    prefix,
+                },
+                "b2" => Provider::B2 {
+                    bucket: name,
+                    prefix,
+                },
+                _ => Provider::Swift {
+                    container: name,
+                    prefix,
+                },
             }
-            "opendal:gcs".to_string()
         }
-        "azure" => {
-            let (container, prefix) = parse_bucket_prefix(rest)
-                .ok_or("an azure repository must look like azure:container:/prefix")?;
-            let account = env("AZURE_ACCOUNT_NAME").ok_or("AZURE_ACCOUNT_NAME is not set")?;
-            options.insert("container".into(), container);
-            options.insert("root".into(), format!("/{prefix}"));
-            options.insert(
-                "endpoint".into(),
-                format!("https://{account}.blob.core.windows.net"),
-            );
-            options.insert("account_name".into(), account);
-            if let Some(key) = env("AZURE_ACCOUNT_KEY") {
-                options.insert("account_key".into(), key);
+        Some(other) => {
+            return Err(format!(
+                "unknown backend `{other}:`; use a path, local:, s3:, rest:, gs:, azure:, b2: or swift:"
+            ));
+        }
+    };
+    let mut config = BackendConfig {
+        credentials: Credentials::from_secret(&provider, env).map_err(|e| e.to_string())?,
+        tls: TlsOptions::from_secret(env),
+        max_connections: None,
+        provider,
+    };
+    // restic's `user:password@` in the URL wins over Stash's REST_SERVER_* keys.
+    if let Provider::Rest { url } = &mut config.provider
+        && let Some((clean, creds)) = split_rest_userinfo(url)
+    {
+        *url = clean;
+        config.credentials = Credentials::Rest(creds);
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+/// Splits `user:password@` off a URL.
+fn split_rest_userinfo(url: &str) -> Option<(String, RestCredentials)> {
+    let mut parsed = reqwest::Url::parse(url).ok()?;
+    if parsed.username().is_empty() {
+        return None;
+    }
+    let creds = RestCredentials {
+        username: parsed.username().to_string(),
+        password: Secret::new(parsed.password().unwrap_or_default()),
+    };
+    parsed.set_username("").ok()?;
+    parsed.set_password(None).ok()?;
+    Some((parsed.to_string(), creds))
+}
+
+/// `rustic_backend`'s options for the transitional `backend.to_backends()` path.
+fn legacy_options(config: &BackendConfig) -> BackendOptions {
+    let mut options = BTreeMap::new();
+    let mut set = |key: &str, value: &str| {
+        options.insert(key.to_string(), value.to_string());
+    };
+    let repository = match (&config.provider, &config.credentials) {
+        (Provider::Local { path }, _) => format!("local:{}", path.display()),
+        (Provider::Rest { url }, _) => format!(
+            "rest:{}",
+            backend::rest_url_with_credentials(config, url).unwrap_or_else(|_| url.clone())
+        ),
+        (
+            Provider::S3 {
+                endpoint,
+                bucket,
+                prefix,
+                region,
+                path_style,
+            },
+            creds,
+        ) => {
+            set("endpoint", &backend::s3_endpoint(endpoint));
+            set("bucket", bucket);
+            set("root", &format!("/{prefix}"));
+            set("region", region.as_deref().unwrap_or("us-east-1"));
+            if let Credentials::S3(s3) = creds {
+                for (key, value) in [
+                    ("access_key_id", &s3.access_key_id),
+                    ("secret_access_key", &s3.secret_access_key),
+                    ("session_token", &s3.session_token),
+                ] {
+                    if let Some(value) = value {
+                        set(key, value.expose());
+                    }
+                }
             }
-            "opendal:azblob".to_string()
+            set("enable_virtual_host_style", &(!path_style).to_string());
+            "opendal:s3".into()
         }
-        "b2" => {
-            let (bucket, prefix) = parse_bucket_prefix(rest)
-                .ok_or("a b2 repository must look like b2:bucket:/prefix")?;
-            let id = env("B2_ACCOUNT_ID").ok_or("B2_ACCOUNT_ID is not set")?;
-            let key = env("B2_ACCOUNT_KEY").ok_or("B2_ACCOUNT_KEY is not set")?;
-            options.insert("bucket".into(), bucket);
-            options.insert("root".into(), format!("/{prefix}"));
-            options.insert("application_key_id".into(), id);
-            options.insert("application_key".into(), key);
-            if let Some(bucket_id) = env("B2_BUCKET_ID") {
-                options.insert("bucket_id".into(), bucket_id);
+        (Provider::Gcs { bucket, prefix }, creds) => {
+            set("bucket", bucket);
+            set("root", &format!("/{prefix}"));
+            if let Credentials::Gcs(gcs) = creds
+                && let Some(path) = &gcs.credentials_file
+            {
+                set("credential_path", &path.to_string_lossy());
             }
-            "opendal:b2".to_string()
+            "opendal:gcs".into()
         }
-        "swift" => {
-            let (container, prefix) = parse_bucket_prefix(rest)
-                .ok_or("a swift repository must look like swift:container:/prefix")?;
-            let storage_url = env("OS_STORAGE_URL")
-                .ok_or("swift needs OS_STORAGE_URL and OS_AUTH_TOKEN (token authentication)")?;
-            options.insert("endpoint".into(), storage_url);
-            options.insert("container".into(), container);
-            options.insert("root".into(), format!("/{prefix}"));
-            if let Some(token) = env("OS_AUTH_TOKEN") {
-                options.insert("token".into(), token);
+        (Provider::Azure { container, prefix }, creds) => {
+            set("container", container);
+            set("root", &format!("/{prefix}"));
+            if let Credentials::Azure(azure) = creds {
+                let suffix = azure
+                    .endpoint_suffix
+                    .as_deref()
+                    .unwrap_or("core.windows.net");
+                set(
+                    "endpoint",
+                    &format!("https://{}.blob.{suffix}", azure.account_name),
+                );
+                set("account_name", &azure.account_name);
+                if let Some(key) = &azure.account_key {
+                    set("account_key", key.expose());
+                }
             }
-            "opendal:swift".to_string()
+            "opendal:azblob".into()
         }
-        _ => unreachable!("object_store is only called for object-store schemes"),
-    })
+        (Provider::B2 { bucket, prefix }, creds) => {
+            set("bucket", bucket);
+            set("root", &format!("/{prefix}"));
+            if let Credentials::B2(b2) = creds {
+                set("application_key_id", b2.account_id.expose());
+                set("application_key", b2.account_key.expose());
+                if let Some(id) = &b2.bucket_id {
+                    set("bucket_id", id);
+                }
+            }
+            "opendal:b2".into()
+        }
+        (Provider::Swift { container, prefix }, creds) => {
+            set("container", container);
+            set("root", &format!("/{prefix}"));
+            if let Credentials::Swift(swift) = creds {
+                if let Some(url) = &swift.storage_url {
+                    set("endpoint", url);
+                }
+                if let Some(token) = &swift.auth_token {
+                    set("token", token.expose());
+                }
+            }
+            "opendal:swift".into()
+        }
+    };
+    if let Some(n) = config.connection_limit() {
+        set("connections", &n.to_string());
+    }
+    BackendOptions::default()
+        .repository(repository)
+        .options(options)
 }
 
 /// Splits `scheme:rest`; a bare path (or a Windows-free absolute path) has no scheme.
@@ -232,36 +392,6 @@ fn parse_bucket_prefix(rest: &str) -> Option<(String, String)> {
         return None;
     }
     Some((bucket.to_string(), prefix.trim_matches('/').to_string()))
-}
-
-/// Stash keeps REST credentials in the Secret, restic in the URL; accept both.
-fn with_rest_userinfo(url: &str, env: &impl Fn(&str) -> Option<String>) -> String {
-    let (Some(user), Some(pass)) = (env("REST_SERVER_USERNAME"), env("REST_SERVER_PASSWORD"))
-    else {
-        return url.to_string();
-    };
-    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
-    if rest
-        .split('/')
-        .next()
-        .is_some_and(|authority| authority.contains('@'))
-    {
-        return url.to_string();
-    }
-    format!("{scheme}://{user}:{pass}@{rest}")
-}
-
-/// Hides `user:password@` in URLs so messages never leak credentials.
-fn redact_userinfo(repository: &str) -> String {
-    let Some(idx) = repository.find("://") else {
-        return repository.to_string();
-    };
-    let (head, tail) = repository.split_at(idx + 3);
-    let authority_end = tail.find('/').unwrap_or(tail.len());
-    match tail[..authority_end].rfind('@') {
-        Some(at) => format!("{head}***@{}", &tail[at + 1..]),
-        None => repository.to_string(),
-    }
 }
 
 #[cfg(test)]
@@ -339,5 +469,255 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("s3:http://host:9000/bucket/prefix"), "{err}");
+    }
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |key| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| (*v).to_string())
+        }
+    }
+
+    const SECRETS: &[(&str, &str)] = &[
+        ("AWS_ACCESS_KEY_ID", "aws-id-secret"),
+        ("AWS_SECRET_ACCESS_KEY", "aws-key-secret"),
+        ("AWS_DEFAULT_REGION", "eu-central-1"),
+        ("GOOGLE_PROJECT_ID", "proj"),
+        ("GOOGLE_APPLICATION_CREDENTIALS", "/var/run/gcs.json"),
+        ("AZURE_ACCOUNT_NAME", "acct"),
+        ("AZURE_ACCOUNT_KEY", "azure-key-secret"),
+        ("B2_ACCOUNT_ID", "b2-id-secret"),
+        ("B2_ACCOUNT_KEY", "b2-key-secret"),
+        ("OS_STORAGE_URL", "https://swift.example/v1/AUTH_x"),
+        ("OS_AUTH_TOKEN", "swift-token-secret"),
+        ("REST_SERVER_USERNAME", "u"),
+        ("REST_SERVER_PASSWORD", "rest-pass-secret"),
+    ];
+
+    #[test]
+    fn every_scheme_parses_into_the_typed_config_without_showing_secrets() {
+        let env = env_of(SECRETS);
+        let cases = [
+            (
+                "/srv/repo",
+                Provider::Local {
+                    path: "/srv/repo".into(),
+                },
+            ),
+            (
+                "s3:https://minio:9000/bucket/a/b",
+                Provider::S3 {
+                    endpoint: "https://minio:9000".into(),
+                    bucket: "bucket".into(),
+                    prefix: "a/b".into(),
+                    region: Some("eu-central-1".into()),
+                    path_style: true,
+                },
+            ),
+            (
+                "rest:https://rest:8000/repo",
+                Provider::Rest {
+                    url: "https://rest:8000/repo/".into(),
+                },
+            ),
+            (
+                "gs:bucket:/a/b",
+                Provider::Gcs {
+                    bucket: "bucket".into(),
+                    prefix: "a/b".into(),
+                },
+            ),
+            (
+                "azure:container:/a",
+                Provider::Azure {
+                    container: "container".into(),
+                    prefix: "a".into(),
+                },
+            ),
+            (
+                "b2:bucket:/a",
+                Provider::B2 {
+                    bucket: "bucket".into(),
+                    prefix: "a".into(),
+                },
+            ),
+            (
+                "swift:container:/a",
+                Provider::Swift {
+                    container: "container".into(),
+                    prefix: "a".into(),
+                },
+            ),
+        ];
+        for (repository, provider) in cases {
+            let loc = RepositoryLocation::parse(repository, &env).unwrap();
+            assert_eq!(loc.config().provider, provider, "{repository}");
+            assert_eq!(
+                loc.config().credentials.clone() == Credentials::None,
+                repository.starts_with('/')
+            );
+            for shown in [
+                format!("{loc}"),
+                format!("{loc:?}"),
+                format!("{:?}", loc.config()),
+            ] {
+                assert!(!shown.contains("-secret"), "{repository}: {shown}");
+            }
+            // The same type comes out of `from_config`, the agent's path.
+            let again = RepositoryLocation::from_config(loc.config().clone()).unwrap();
+            assert_eq!(again.config(), loc.config());
+        }
+    }
+
+    #[test]
+    fn the_credentials_of_each_scheme_come_from_the_stash_secret_keys() {
+        let env = env_of(SECRETS);
+        let creds = |repo: &str| {
+            RepositoryLocation::parse(repo, &env)
+                .unwrap()
+                .config()
+                .credentials
+                .clone()
+        };
+        let Credentials::S3(s3) = creds("s3:https://minio:9000/bucket") else {
+            panic!()
+        };
+        assert_eq!(s3.secret_access_key.unwrap().expose(), "aws-key-secret");
+        let Credentials::Gcs(gcs) = creds("gs:b:/") else {
+            panic!()
+        };
+        assert_eq!(
+            gcs.credentials_file.unwrap(),
+            std::path::Path::new("/var/run/gcs.json")
+        );
+        let Credentials::Azure(azure) = creds("azure:c:/") else {
+            panic!()
+        };
+        assert_eq!(azure.account_name, "acct");
+        let Credentials::B2(b2) = creds("b2:b:/") else {
+            panic!()
+        };
+        assert_eq!(b2.account_id.expose(), "b2-id-secret");
+        let Credentials::Swift(swift) = creds("swift:c:/") else {
+            panic!()
+        };
+        assert_eq!(swift.auth_token.unwrap().expose(), "swift-token-secret");
+        let Credentials::Rest(rest) = creds("rest:http://host/") else {
+            panic!()
+        };
+        assert_eq!(
+            (rest.username.as_str(), rest.password.expose()),
+            ("u", "rest-pass-secret")
+        );
+    }
+
+    #[test]
+    fn restic_userinfo_in_a_rest_url_becomes_credentials_and_is_never_shown() {
+        let loc =
+            RepositoryLocation::parse("rest:https://al:pw-secret@host:8000/r", no_env).unwrap();
+        assert_eq!(
+            loc.config().provider,
+            Provider::Rest {
+                url: "https://host:8000/r/".into()
+            }
+        );
+        let Credentials::Rest(rest) = &loc.config().credentials else {
+            panic!("{loc:?}")
+        };
+        assert_eq!(
+            (rest.username.as_str(), rest.password.expose()),
+            ("al", "pw-secret")
+        );
+        assert_eq!(loc.to_string(), "rest:https://***@host:8000/r");
+        // A Stash Repository with credentials in `rest.url` gets the same treatment.
+        let config = BackendConfig {
+            provider: Provider::Rest {
+                url: "https://al:pw-secret@host:8000/r/".into(),
+            },
+            credentials: Credentials::None,
+            tls: TlsOptions::default(),
+            max_connections: None,
+        };
+        let loc = RepositoryLocation::from_config(config).unwrap();
+        assert_eq!(loc.to_string(), "rest:https://host:8000/r/");
+        assert!(matches!(loc.config().credentials, Credentials::Rest(_)));
+    }
+
+    #[test]
+    fn required_keys_missing_from_the_environment_are_named() {
+        for (repo, key) in [
+            ("azure:c:/p", "AZURE_ACCOUNT_NAME"),
+            ("b2:b:/p", "B2_ACCOUNT_ID"),
+            ("swift:c:/p", "OS_STORAGE_URL"),
+        ] {
+            let err = RepositoryLocation::parse(repo, no_env)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{repo}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_ca_bundle_comes_from_ca_cert_data_and_tls_can_be_replaced() {
+        let err = RepositoryLocation::parse(
+            "s3:https://minio:9000/b",
+            env_of(&[("CA_CERT_DATA", "garbage")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("CA_CERT_DATA"), "{err}");
+        let loc = RepositoryLocation::parse("s3:https://minio:9000/b", no_env)
+            .unwrap()
+            .with_tls(TlsOptions {
+                ca_cert_pem: None,
+                insecure_skip_verify: true,
+            })
+            .unwrap();
+        assert!(loc.config().tls.insecure_skip_verify);
+        assert_eq!(loc.to_string(), "s3:https://minio:9000/b");
+        let rest = RepositoryLocation::parse("rest:https://h/", no_env).unwrap();
+        assert!(rest.with_tls(loc.config().tls.clone()).is_err());
+    }
+
+    #[test]
+    fn stash_max_connections_reaches_the_backend_options() {
+        let mut config = RepositoryLocation::parse("gs:b:/p", no_env)
+            .unwrap()
+            .config()
+            .clone();
+        config.max_connections = Some(8);
+        let loc = RepositoryLocation::from_config(config).unwrap();
+        assert_eq!(loc.backend.options["connections"], "8");
+        assert_eq!(loc.to_string(), "gs:b:/p");
+    }
+
+    #[test]
+    fn backends_are_built_for_local_and_rest_without_a_network() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let loc = RepositoryLocation::parse(&dir.path().display().to_string(), no_env).unwrap();
+        assert_eq!(loc.local_path(), Some(dir.path()));
+        let be = loc.backends(rt.handle()).unwrap().repository();
+        assert!(be.location().contains(&*dir.path().display().to_string()));
+        let rest =
+            RepositoryLocation::parse("rest:http://u:pw-secret@127.0.0.1:1/r", no_env).unwrap();
+        let be = rest.backends(rt.handle()).unwrap().repository();
+        assert!(!be.location().contains("pw-secret"), "{}", be.location());
+        // rustic_backend's REST backend gets the CA bundle through a temporary file.
+        let mut params = rcgen::CertificateParams::new(vec!["ca".to_string()]).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params
+            .self_signed(&rcgen::KeyPair::generate().unwrap())
+            .unwrap()
+            .pem();
+        let tls = TlsOptions {
+            ca_cert_pem: Some(ca.into_bytes()),
+            insecure_skip_verify: false,
+        };
+        rest.with_tls(tls).unwrap().backends(rt.handle()).unwrap();
     }
 }
