@@ -16,6 +16,8 @@ use clap::{Args, Parser, Subcommand};
 pub struct Opts {
     #[command(flatten)]
     pub repo: RepoArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -44,6 +46,23 @@ pub enum Command {
     Crd(crate::commands::crd::CrdArgs),
     /// Check Stash manifests offline: schema, semantics and obsolete shapes (exit 1 on any error).
     Validate(crate::commands::validate::ValidateArgs),
+}
+
+/// How much `stash` logs, and in which form.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Log more: -v info, -vv debug, -vvv trace (`RUST_LOG` overrides).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Log lines as text (for people) or JSON (for log collectors in pods).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "STASH_LOG_FORMAT", global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Where the repository is and how to open it; shared by every repository verb.

@@ -19,8 +19,10 @@ impl ExitCode {
         match err.downcast_ref::<EngineError>() {
             Some(EngineError::RepositoryNotFound { .. }) => Self::NoRepository,
             Some(EngineError::WrongPassword { .. }) => Self::WrongPassword,
-            Some(EngineError::Lock(_)) => Self::LockFailed,
-            Some(EngineError::Interrupted) => Self::Interrupted,
+            Some(EngineError::LockConflict { .. } | EngineError::LockFiles { .. }) => {
+                Self::LockFailed
+            }
+            Some(EngineError::Cancelled) => Self::Interrupted,
             _ => Self::Error,
         }
     }

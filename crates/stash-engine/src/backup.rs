@@ -6,8 +6,11 @@ use std::time::Duration;
 use rustic_core::{BackupOptions, Excludes, LocalSource, ParentOptions, PathList, SnapshotOptions};
 use serde::Serialize;
 
+use crate::error::RusticCause;
+use crate::progress::Operation;
+use crate::repo::{LockKind, Op};
 use crate::source::WatchedSource;
-use crate::{Engine, EngineError};
+use crate::{Control, Engine, EngineError};
 
 /// What to back up and how.
 #[derive(Debug, Clone, Default)]
@@ -71,55 +74,34 @@ impl BackupReport {
 }
 
 impl Engine {
-    /// Backs up `request.paths` into a new snapshot.
-    pub fn backup(&self, request: &BackupRequest) -> Result<BackupReport, EngineError> {
-        let _span = tracing::info_span!("backup", repository = %self.location()).entered();
-        if request.paths.is_empty() {
-            return Err(EngineError::NoBackupPaths);
-        }
-        let mut paths = Vec::with_capacity(request.paths.len());
-        for path in &request.paths {
-            let absolute =
-                std::path::absolute(path).map_err(|source| EngineError::SourceMissing {
-                    path: path.clone(),
-                    source,
-                })?;
-            std::fs::symlink_metadata(&absolute).map_err(|source| EngineError::SourceMissing {
-                path: absolute.clone(),
-                source,
-            })?;
-            paths.push(absolute);
-        }
-        let path_list = paths
-            .iter()
-            .cloned()
-            .collect::<PathList>()
-            .sanitize()
-            .map_err(|err| EngineError::InvalidRepository {
-                repository: self.location().to_string(),
-                reason: format!("cannot normalize the backup paths: {err}"),
-            })?;
+    /// Backs up `request.paths` into a new snapshot. A cancelled backup stops reading, writes
+    /// out the packs and index it has (the next backup reuses them) and saves no snapshot.
+    pub async fn backup(
+        &self,
+        request: BackupRequest,
+        control: &Control,
+    ) -> Result<BackupReport, EngineError> {
+        self.run(Operation::Backup, control, move |engine, op| {
+            engine.backup_blocking(&request, op)
+        })
+        .await
+    }
 
-        let (repo, _lock) = self.open_locked(crate::repo::LockKind::Backup)?;
+    fn backup_blocking(
+        &self,
+        request: &BackupRequest,
+        op: &Op,
+    ) -> Result<BackupReport, EngineError> {
+        let _span = tracing::info_span!("backup", repository = %self.location()).entered();
+        let path_list = absolute_paths(request)?;
+
+        let (repo, _lock) = self.open_locked(op, LockKind::Backup)?;
         let repo = repo
             .to_indexed_ids()
-            .map_err(EngineError::repository("read the repository index"))?;
+            .map_err(|source| EngineError::ReadIndex(RusticCause::new(source)))?;
+        op.checkpoint()?;
 
-        let mut snapshot_options = SnapshotOptions::default();
-        if let Some(host) = &request.host {
-            snapshot_options = snapshot_options.host(host.clone());
-        }
-        if let Some(time) = request.time {
-            snapshot_options = snapshot_options.time(time.to_zoned(jiff::tz::TimeZone::UTC));
-        }
-        if !request.tags.is_empty() {
-            snapshot_options = snapshot_options
-                .add_tags(&request.tags.join(","))
-                .map_err(EngineError::repository("parse the snapshot tags"))?;
-        }
-        let snapshot = snapshot_options
-            .to_snapshot()
-            .map_err(EngineError::repository("prepare the snapshot"))?;
+        let snapshot = snapshot_template(request)?;
 
         // rustic_core 0.13 compares inodes only when `ignore_inode` is *true* (the flag reads
         // inverted in its parent matcher), so restic's default, "a new inode is a change", needs
@@ -146,15 +128,16 @@ impl Engine {
             &options.ignore_filter_opts,
             &source_paths,
         )
-        .map_err(EngineError::repository(
-            "prepare the backup source (check the --exclude patterns)",
-        ))?;
-        let source = WatchedSource::new(local);
+        .map_err(|source| EngineError::PrepareSource(RusticCause::new(source)))?;
+        let source = WatchedSource::new(local, op.tracker.clone(), op.cancel.clone());
 
         let started = std::time::Instant::now();
         let snapshot = repo
             .archive(&options, &source, snapshot, &source_paths)
-            .map_err(EngineError::repository("back up the source"))?;
+            .map_err(|source| EngineError::Backup {
+                paths: path_list.to_string(),
+                source: RusticCause::new(source),
+            })?;
         let unreadable = source.failures();
         for entry in &unreadable {
             tracing::warn!(path = %entry.path.display(), error = %entry.error, "could not read; left out of the snapshot");
@@ -162,6 +145,7 @@ impl Engine {
 
         let summary = snapshot.summary.clone().unwrap_or_default();
         let id = snapshot.id.to_hex().to_string();
+        tracing::info!(snapshot_id = %id, files_new = summary.files_new, bytes_added = summary.data_added, "backup finished");
         Ok(BackupReport {
             short_id: id[..8].to_string(),
             snapshot_id: id,
@@ -182,6 +166,60 @@ impl Engine {
             unreadable,
         })
     }
+}
+
+/// The request's paths, made absolute and checked to exist (a missing path is an error, as in
+/// restic, not an empty snapshot).
+fn absolute_paths(request: &BackupRequest) -> Result<PathList, EngineError> {
+    if request.paths.is_empty() {
+        return Err(EngineError::NoBackupPaths);
+    }
+    let mut paths = Vec::with_capacity(request.paths.len());
+    for path in &request.paths {
+        let absolute = std::path::absolute(path).map_err(|source| EngineError::SourceMissing {
+            path: path.clone(),
+            source,
+        })?;
+        std::fs::symlink_metadata(&absolute).map_err(|source| EngineError::SourceMissing {
+            path: absolute.clone(),
+            source,
+        })?;
+        paths.push(absolute);
+    }
+    paths
+        .iter()
+        .cloned()
+        .collect::<PathList>()
+        .sanitize()
+        .map_err(|err| EngineError::InvalidBackupPaths {
+            reason: err.to_string(),
+        })
+}
+
+/// The new snapshot's host, time and tags, before the archiver fills in its tree.
+fn snapshot_template(
+    request: &BackupRequest,
+) -> Result<rustic_core::repofile::SnapshotFile, EngineError> {
+    let mut snapshot_options = SnapshotOptions::default();
+    if let Some(host) = &request.host {
+        snapshot_options = snapshot_options.host(host.clone());
+    }
+    if let Some(time) = request.time {
+        snapshot_options = snapshot_options.time(time.to_zoned(jiff::tz::TimeZone::UTC));
+    }
+    if !request.tags.is_empty() {
+        let tags = request.tags.join(",");
+        snapshot_options =
+            snapshot_options
+                .add_tags(&tags)
+                .map_err(|source| EngineError::InvalidTags {
+                    tags,
+                    source: RusticCause::new(source),
+                })?;
+    }
+    snapshot_options
+        .to_snapshot()
+        .map_err(|source| EngineError::PrepareSnapshot(RusticCause::new(source)))
 }
 
 pub(crate) mod duration_secs {

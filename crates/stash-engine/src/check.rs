@@ -3,7 +3,10 @@
 use rustic_core::{CheckOptions, ReadSubsetOption};
 use serde::Serialize;
 
-use crate::{Engine, EngineError};
+use crate::error::RusticCause;
+use crate::progress::Operation;
+use crate::repo::{LockKind, Op};
+use crate::{Control, Engine, EngineError};
 
 #[derive(Debug, Clone, Default)]
 pub struct CheckRequest {
@@ -27,19 +30,37 @@ impl CheckReport {
 }
 
 impl Engine {
-    pub fn check(&self, request: &CheckRequest) -> Result<CheckReport, EngineError> {
-        let (repo, _lock) = self.open_locked(crate::repo::LockKind::Exclusive)?;
+    /// Checks the repository under an exclusive lock. A cancelled check stops at its next
+    /// backend request.
+    pub async fn check(
+        &self,
+        request: CheckRequest,
+        control: &Control,
+    ) -> Result<CheckReport, EngineError> {
+        self.run(Operation::Check, control, move |engine, op| {
+            engine.check_blocking(&request, op)
+        })
+        .await
+    }
+
+    fn check_blocking(&self, request: &CheckRequest, op: &Op) -> Result<CheckReport, EngineError> {
+        let (repo, _lock) = self.open_locked(op, LockKind::Exclusive)?;
         let mut options = CheckOptions::default()
             .read_data(request.read_data || request.read_data_subset.is_some());
         if let Some(subset) = &request.read_data_subset {
-            let subset: ReadSubsetOption = subset.parse().map_err(EngineError::repository(
-                "parse --read-data-subset (use n/m, x% or a size such as 1G)",
-            ))?;
+            let subset: ReadSubsetOption =
+                subset
+                    .parse()
+                    .map_err(|source| EngineError::InvalidReadDataSubset {
+                        value: subset.clone(),
+                        source: RusticCause::new(source),
+                    })?;
             options = options.read_data_subset(subset);
         }
         let results = repo
             .check(options)
-            .map_err(EngineError::repository("check the repository"))?;
+            .map_err(|source| EngineError::Check(RusticCause::new(source)))?;
+        op.checkpoint()?;
         let mut report = CheckReport {
             errors: Vec::new(),
             warnings: Vec::new(),
@@ -47,9 +68,9 @@ impl Engine {
         for (level, finding) in results.0 {
             let text = finding.to_string();
             if format!("{level:?}") == "Error" {
-                report.errors.push(text)
+                report.errors.push(text);
             } else {
-                report.warnings.push(text)
+                report.warnings.push(text);
             }
         }
         Ok(report)

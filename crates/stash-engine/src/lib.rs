@@ -2,12 +2,16 @@
 //!
 //! This is the only crate that names `rustic_core` / `rustic_backend` types. Everything above it
 //! (CLI, agent, operator) speaks in the plain request/report types re-exported here.
-//! The API is blocking, like `rustic_core`'s (rayon inside); async callers wrap it in
-//! `spawn_blocking`.
+//!
+//! Every operation is an `async fn` on [`Engine`] taking a [`Control`] (a cancellation token and
+//! an optional [`ProgressSink`]); the blocking rustic work runs under `spawn_blocking` inside.
+//! Call it from a multi-threaded tokio runtime.
 
 mod backend;
 mod backup;
+mod cancel;
 mod check;
+mod cipher;
 mod error;
 mod location;
 mod lock;
@@ -27,13 +31,12 @@ pub use backend::{
 };
 pub use backup::{BackupReport, BackupRequest, UnreadableEntry};
 pub use check::{CheckReport, CheckRequest};
-pub use error::{EngineError, Retry};
+pub use error::{EngineError, Retry, RusticCause};
 pub use location::RepositoryLocation;
-pub use lock::release_all as release_held_locks;
 pub use password::Password;
-pub use progress::Progress;
+pub use progress::{Control, Operation, ProgressSink, ProgressUpdate};
 pub use repo::{Engine, InitOptions};
-pub use restore::{RestoreReport, RestoreRequest};
+pub use restore::{RestoreFailure, RestoreReport, RestoreRequest};
 pub use retention::{ForgetReport, PruneReport, RetentionPolicy};
 pub use snapshots::{SnapshotFilter, SnapshotInfo};
 pub use stats::RepositoryStats;

@@ -4,10 +4,8 @@
 //! same names restic and Stash's storage Secrets use (`AWS_ACCESS_KEY_ID`, `B2_ACCOUNT_ID`,
 //! `CA_CERT_DATA`, …).
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use rustic_backend::BackendOptions;
 use tokio::runtime::Handle;
 
 use crate::EngineError;
@@ -23,11 +21,6 @@ pub struct RepositoryLocation {
     /// The repository string as the user wrote it (shown in messages, never with secrets).
     display: String,
     config: BackendConfig,
-    /// Transitional: `rustic_backend`'s options for callers still on `backend.to_backends()`
-    /// (no custom CA or insecure TLS there). Use [`RepositoryLocation::backends`].
-    pub(crate) backend: BackendOptions,
-    /// Set for the local backend: lets lock handling and `init` work on the directory itself.
-    pub(crate) local_path: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for RepositoryLocation {
@@ -109,21 +102,11 @@ impl RepositoryLocation {
     }
 
     fn build(display: String, config: BackendConfig) -> Self {
-        let local_path = match &config.provider {
-            Provider::Local { path } => Some(path.clone()),
-            _ => None,
-        };
-        Self {
-            display,
-            backend: legacy_options(&config),
-            config,
-            local_path,
-        }
+        Self { display, config }
     }
 
     /// The `rustic_core` backends of this repository. Object stores run on `rt` (opendal's
     /// blocking operator): call the backends from `spawn_blocking`, not from async code.
-    #[allow(dead_code, reason = "callers move here from `backend.to_backends()`")]
     pub(crate) fn backends(
         &self,
         rt: &Handle,
@@ -137,9 +120,11 @@ impl RepositoryLocation {
     }
 
     /// The directory of a local repository.
-    #[allow(dead_code, reason = "callers move here from the `local_path` field")]
     pub(crate) fn local_path(&self) -> Option<&Path> {
-        self.local_path.as_deref()
+        match &self.config.provider {
+            Provider::Local { path } => Some(path),
+            _ => None,
+        }
     }
 }
 
@@ -244,109 +229,6 @@ fn split_rest_userinfo(url: &str) -> Option<(String, RestCredentials)> {
     Some((parsed.to_string(), creds))
 }
 
-/// `rustic_backend`'s options for the transitional `backend.to_backends()` path.
-fn legacy_options(config: &BackendConfig) -> BackendOptions {
-    let mut options = BTreeMap::new();
-    let mut set = |key: &str, value: &str| {
-        options.insert(key.to_string(), value.to_string());
-    };
-    let repository = match (&config.provider, &config.credentials) {
-        (Provider::Local { path }, _) => format!("local:{}", path.display()),
-        (Provider::Rest { url }, _) => format!(
-            "rest:{}",
-            backend::rest_url_with_credentials(config, url).unwrap_or_else(|_| url.clone())
-        ),
-        (
-            Provider::S3 {
-                endpoint,
-                bucket,
-                prefix,
-                region,
-                path_style,
-            },
-            creds,
-        ) => {
-            set("endpoint", &backend::s3_endpoint(endpoint));
-            set("bucket", bucket);
-            set("root", &format!("/{prefix}"));
-            set("region", region.as_deref().unwrap_or("us-east-1"));
-            if let Credentials::S3(s3) = creds {
-                for (key, value) in [
-                    ("access_key_id", &s3.access_key_id),
-                    ("secret_access_key", &s3.secret_access_key),
-                    ("session_token", &s3.session_token),
-                ] {
-                    if let Some(value) = value {
-                        set(key, value.expose());
-                    }
-                }
-            }
-            set("enable_virtual_host_style", &(!path_style).to_string());
-            "opendal:s3".into()
-        }
-        (Provider::Gcs { bucket, prefix }, creds) => {
-            set("bucket", bucket);
-            set("root", &format!("/{prefix}"));
-            if let Credentials::Gcs(gcs) = creds
-                && let Some(path) = &gcs.credentials_file
-            {
-                set("credential_path", &path.to_string_lossy());
-            }
-            "opendal:gcs".into()
-        }
-        (Provider::Azure { container, prefix }, creds) => {
-            set("container", container);
-            set("root", &format!("/{prefix}"));
-            if let Credentials::Azure(azure) = creds {
-                let suffix = azure
-                    .endpoint_suffix
-                    .as_deref()
-                    .unwrap_or("core.windows.net");
-                set(
-                    "endpoint",
-                    &format!("https://{}.blob.{suffix}", azure.account_name),
-                );
-                set("account_name", &azure.account_name);
-                if let Some(key) = &azure.account_key {
-                    set("account_key", key.expose());
-                }
-            }
-            "opendal:azblob".into()
-        }
-        (Provider::B2 { bucket, prefix }, creds) => {
-            set("bucket", bucket);
-            set("root", &format!("/{prefix}"));
-            if let Credentials::B2(b2) = creds {
-                set("application_key_id", b2.account_id.expose());
-                set("application_key", b2.account_key.expose());
-                if let Some(id) = &b2.bucket_id {
-                    set("bucket_id", id);
-                }
-            }
-            "opendal:b2".into()
-        }
-        (Provider::Swift { container, prefix }, creds) => {
-            set("container", container);
-            set("root", &format!("/{prefix}"));
-            if let Credentials::Swift(swift) = creds {
-                if let Some(url) = &swift.storage_url {
-                    set("endpoint", url);
-                }
-                if let Some(token) = &swift.auth_token {
-                    set("token", token.expose());
-                }
-            }
-            "opendal:swift".into()
-        }
-    };
-    if let Some(n) = config.connection_limit() {
-        set("connections", &n.to_string());
-    }
-    BackendOptions::default()
-        .repository(repository)
-        .options(options)
-}
-
 /// Splits `scheme:rest`; a bare path (or a Windows-free absolute path) has no scheme.
 fn split_scheme(repository: &str) -> (Option<&str>, &str) {
     if repository.starts_with('/') || repository.starts_with('.') {
@@ -406,11 +288,8 @@ mod tests {
     fn bare_and_local_paths_become_the_local_backend() {
         for repo in ["/srv/repo", "local:/srv/repo"] {
             let loc = RepositoryLocation::parse(repo, no_env).unwrap();
-            assert_eq!(loc.backend.repository.as_deref(), Some("local:/srv/repo"));
-            assert_eq!(
-                loc.local_path.as_deref(),
-                Some(std::path::Path::new("/srv/repo"))
-            );
+            assert_eq!(loc.local_path(), Some(std::path::Path::new("/srv/repo")));
+            assert_eq!(loc.to_string(), repo);
         }
     }
 
@@ -423,19 +302,47 @@ mod tests {
         };
         let loc = RepositoryLocation::parse("s3:http://127.0.0.1:9000/bucket/demo/deployment", env)
             .unwrap();
-        let o = &loc.backend.options;
-        assert_eq!(o["endpoint"], "http://127.0.0.1:9000");
-        assert_eq!(o["bucket"], "bucket");
-        assert_eq!(o["root"], "/demo/deployment");
-        assert_eq!(o["access_key_id"], "id");
-        assert_eq!(o["region"], "us-east-1");
+        let Provider::S3 {
+            endpoint,
+            bucket,
+            prefix,
+            region,
+            path_style,
+        } = &loc.config().provider
+        else {
+            panic!("an S3 provider: {:?}", loc.config().provider);
+        };
+        assert_eq!(backend::s3_endpoint(endpoint), "http://127.0.0.1:9000");
+        assert_eq!(
+            (bucket.as_str(), prefix.as_str()),
+            ("bucket", "demo/deployment")
+        );
+        assert_eq!(region.as_deref().unwrap_or("us-east-1"), "us-east-1");
+        assert!(
+            path_style,
+            "MinIO and other S3-compatibles want path-style URLs"
+        );
+        let Credentials::S3(keys) = &loc.config().credentials else {
+            panic!("S3 credentials")
+        };
+        assert_eq!(keys.access_key_id.as_ref().map(Secret::expose), Some("id"));
+        assert_eq!(
+            keys.secret_access_key.as_ref().map(Secret::expose),
+            Some("secret")
+        );
     }
 
     #[test]
     fn s3_without_scheme_means_https() {
         let loc = RepositoryLocation::parse("s3:s3.amazonaws.com/stash-demo", no_env).unwrap();
-        assert_eq!(loc.backend.options["endpoint"], "https://s3.amazonaws.com");
-        assert_eq!(loc.backend.options["root"], "/");
+        let Provider::S3 {
+            endpoint, prefix, ..
+        } = &loc.config().provider
+        else {
+            panic!("an S3 provider")
+        };
+        assert_eq!(backend::s3_endpoint(endpoint), "https://s3.amazonaws.com");
+        assert_eq!(prefix, "");
     }
 
     #[test]
@@ -446,9 +353,12 @@ mod tests {
             _ => None,
         };
         let loc = RepositoryLocation::parse("rest:http://127.0.0.1:8000/repo", env).unwrap();
+        let Provider::Rest { url } = &loc.config().provider else {
+            panic!("a REST provider")
+        };
         assert_eq!(
-            loc.backend.repository.as_deref(),
-            Some("rest:http://u:p@127.0.0.1:8000/repo/")
+            backend::rest_url_with_credentials(loc.config(), url).unwrap(),
+            "http://u:p@127.0.0.1:8000/repo/"
         );
         let loc = RepositoryLocation::parse("rest:http://a:secret@host/repo", no_env).unwrap();
         assert_eq!(loc.to_string(), "rest:http://***@host/repo");
@@ -689,7 +599,7 @@ mod tests {
             .clone();
         config.max_connections = Some(8);
         let loc = RepositoryLocation::from_config(config).unwrap();
-        assert_eq!(loc.backend.options["connections"], "8");
+        assert_eq!(loc.config().max_connections, Some(8));
         assert_eq!(loc.to_string(), "gs:b:/p");
     }
 

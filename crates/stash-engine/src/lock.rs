@@ -8,17 +8,15 @@
 //! so the files are written next to it through the same backend settings.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aes256ctr_poly1305aes::Aes256CtrPoly1305Aes;
-use aes256ctr_poly1305aes::aead::{Aead, Nonce};
-use rand::Rng;
+use tokio_util::sync::CancellationToken;
+
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use crate::EngineError;
-use crate::location::RepositoryLocation;
 
 const STALE_AFTER: Duration = Duration::from_mins(30);
 const REFRESH_EVERY: Duration = Duration::from_mins(5);
@@ -105,50 +103,8 @@ fn ids() -> (u32, u32) {
     (field("Uid:"), field("Gid:"))
 }
 
-/// restic's encryption of unpacked files: IV ‖ AES-256-CTR ‖ Poly1305-AES, under the master key.
-#[derive(Clone)]
-pub(crate) struct Sealer(Aes256CtrPoly1305Aes);
-
-impl Sealer {
-    pub(crate) fn new(master: &rustic_core::repofile::MasterKey) -> Self {
-        let mut key = aes256ctr_poly1305aes::Key::default();
-        key[0..32].copy_from_slice(&master.encrypt);
-        key[32..48].copy_from_slice(&master.mac.k);
-        key[48..64].copy_from_slice(&master.mac.r);
-        Self(Aes256CtrPoly1305Aes::new(&key))
-    }
-
-    fn seal(&self, plain: &[u8]) -> Vec<u8> {
-        let mut nonce = Nonce::<Aes256CtrPoly1305Aes>::default();
-        rand::rng().fill_bytes(&mut nonce);
-        let mut out = nonce.to_vec();
-        out.extend(
-            self.0
-                .encrypt(&nonce, plain)
-                .expect("encryption of an in-memory buffer cannot fail"),
-        );
-        out
-    }
-
-    fn open(&self, sealed: &[u8]) -> Option<Vec<u8>> {
-        if sealed.len() < 32 {
-            return None;
-        }
-        let plain = self
-            .0
-            .decrypt(
-                Nonce::<Aes256CtrPoly1305Aes>::from_slice(&sealed[..16]),
-                &sealed[16..],
-            )
-            .ok()?;
-        // Repository v2 compresses: a leading 2 marks a zstd frame; plain JSON starts with `{`.
-        match plain.first() {
-            Some(b'{') => Some(plain),
-            Some(2) => zstd::decode_all(&plain[1..]).ok(),
-            _ => None,
-        }
-    }
-}
+/// Lock files are sealed with the repository's master key, as restic writes them.
+pub(crate) type Sealer = crate::cipher::RepoCipher;
 
 /// Where lock files live: the `locks/` folder of the repository, on whatever backend it is.
 pub(crate) trait LockStore: Send + Sync {
@@ -156,29 +112,6 @@ pub(crate) trait LockStore: Send + Sync {
     fn read(&self, name: &str) -> Result<Vec<u8>, String>;
     fn write(&self, name: &str, data: &[u8]) -> Result<(), String>;
     fn remove(&self, name: &str) -> Result<(), String>;
-}
-
-mod stores;
-
-pub(crate) fn store_for(location: &RepositoryLocation) -> Result<Box<dyn LockStore>, EngineError> {
-    stores::store_for(location).map_err(EngineError::Lock)
-}
-
-/// Locks held by this process, removed by `release_all` when the process is interrupted.
-fn held() -> &'static Mutex<Vec<Arc<HeldLock>>> {
-    static HELD: OnceLock<Mutex<Vec<Arc<HeldLock>>>> = OnceLock::new();
-    HELD.get_or_init(Mutex::default)
-}
-
-/// Removes every lock this process holds. Call it from a signal handler thread before exiting.
-pub fn release_all() {
-    let locks: Vec<_> = held()
-        .lock()
-        .map(|mut h| h.drain(..).collect())
-        .unwrap_or_default();
-    for lock in locks {
-        lock.release();
-    }
 }
 
 struct HeldLock {
@@ -207,7 +140,7 @@ impl HeldLock {
                 }
             }
             Err(err) => {
-                tracing::warn!(error = %err, "failed to refresh the repository lock; it turns stale after 30 minutes")
+                tracing::warn!(error = %err, "failed to refresh the repository lock; it turns stale after 30 minutes");
             }
         }
     }
@@ -236,18 +169,17 @@ impl Drop for LockGuard {
             let _ = refresher.join();
         }
         self.lock.release();
-        if let Ok(mut held) = held().lock() {
-            held.retain(|l| !Arc::ptr_eq(l, &self.lock));
-        }
     }
 }
 
-/// Takes a lock, waiting up to `wait` for conflicting locks to go away.
+/// Takes a lock, waiting up to `wait` for conflicting locks to go away; a cancelled wait ends
+/// at once.
 pub(crate) fn acquire(
     store: Box<dyn LockStore>,
     sealer: Sealer,
     exclusive: bool,
     wait: Duration,
+    cancel: &CancellationToken,
 ) -> Result<LockGuard, EngineError> {
     let deadline = std::time::Instant::now() + wait;
     let lock = Arc::new(HeldLock {
@@ -259,26 +191,23 @@ pub(crate) fn acquire(
     loop {
         match try_acquire(&lock) {
             Ok(()) => break,
-            Err(conflict) if std::time::Instant::now() + RETRY_EVERY <= deadline => {
-                tracing::info!(conflict = %conflict, "repository is locked; waiting");
-                std::thread::sleep(RETRY_EVERY);
+            Err(Conflict::Files(reason)) => {
+                return Err(EngineError::LockFiles {
+                    action: "take a lock",
+                    reason,
+                });
             }
-            Err(conflict) => {
-                return Err(EngineError::Lock(format!(
-                    "unable to take {} lock: the repository is already locked with {conflict}; wait for it to finish (or pass --retry-lock), and if that process is gone run `stash unlock`",
-                    if exclusive {
-                        "an exclusive"
-                    } else {
-                        "a shared"
-                    }
-                )));
+            Err(Conflict::Held(holder)) if std::time::Instant::now() + RETRY_EVERY <= deadline => {
+                tracing::info!(conflict = %holder, "repository is locked; waiting");
+                if sleep_unless_cancelled(RETRY_EVERY, cancel) {
+                    return Err(EngineError::Cancelled);
+                }
+            }
+            Err(Conflict::Held(holder)) => {
+                return Err(EngineError::LockConflict { exclusive, holder });
             }
         }
     }
-    held()
-        .lock()
-        .expect("held lock list poisoned")
-        .push(lock.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let refresher = {
         let (lock, stop) = (lock.clone(), stop.clone());
@@ -301,12 +230,32 @@ pub(crate) fn acquire(
     })
 }
 
+/// Why a lock was not taken.
+enum Conflict {
+    /// Another live process holds a conflicting lock (described).
+    Held(String),
+    /// The lock files could not be listed or written.
+    Files(String),
+}
+
+/// True when cancelled during the sleep.
+fn sleep_unless_cancelled(duration: Duration, cancel: &CancellationToken) -> bool {
+    let until = std::time::Instant::now() + duration;
+    while std::time::Instant::now() < until {
+        if cancel.is_cancelled() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100).min(until - std::time::Instant::now()));
+    }
+    cancel.is_cancelled()
+}
+
 /// One attempt: check, write ours, check again (another process may have raced us).
-fn try_acquire(lock: &HeldLock) -> Result<(), String> {
+fn try_acquire(lock: &HeldLock) -> Result<(), Conflict> {
     check_conflicts(lock, None)?;
     let name = lock
         .write_new()
-        .map_err(|e| format!("(failed to write the lock file: {e})"))?;
+        .map_err(|e| Conflict::Files(format!("failed to write the lock file: {e}")))?;
     *lock.name.lock().expect("lock name poisoned") = Some(name.clone());
     if let Err(conflict) = check_conflicts(lock, Some(&name)) {
         lock.release();
@@ -315,8 +264,8 @@ fn try_acquire(lock: &HeldLock) -> Result<(), String> {
     Ok(())
 }
 
-fn check_conflicts(lock: &HeldLock, ours: Option<&str>) -> Result<(), String> {
-    for (name, info) in read_locks(&*lock.store, &lock.sealer)? {
+fn check_conflicts(lock: &HeldLock, ours: Option<&str>) -> Result<(), Conflict> {
+    for (name, info) in read_locks(&*lock.store, &lock.sealer).map_err(Conflict::Files)? {
         if Some(name.as_str()) == ours {
             continue;
         }
@@ -329,7 +278,7 @@ fn check_conflicts(lock: &HeldLock, ours: Option<&str>) -> Result<(), String> {
             continue;
         }
         if lock.exclusive || info.exclusive {
-            return Err(info.describe());
+            return Err(Conflict::Held(info.describe()));
         }
     }
     Ok(())
@@ -350,7 +299,7 @@ fn read_locks(
             continue;
         };
         let info = sealer
-            .open(&data)
+            .open_file(&data)
             .and_then(|plain| serde_json::from_slice(&plain).ok());
         if info.is_none() {
             tracing::warn!(lock = %name, "ignoring a lock file that cannot be decoded");
@@ -376,12 +325,16 @@ pub(crate) fn unlock(
     remove_all: bool,
 ) -> Result<Vec<String>, EngineError> {
     let mut removed = Vec::new();
-    for (name, info) in read_locks(store, sealer).map_err(EngineError::Lock)? {
+    for (name, info) in read_locks(store, sealer).map_err(|reason| EngineError::LockFiles {
+        action: "list the locks",
+        reason,
+    })? {
         let stale = info.as_ref().is_none_or(LockInfo::is_stale);
         if remove_all || stale {
-            store
-                .remove(&name)
-                .map_err(|e| EngineError::Lock(format!("failed to remove lock {name}: {e}")))?;
+            store.remove(&name).map_err(|e| EngineError::LockFiles {
+                action: "remove a lock",
+                reason: format!("lock {name}: {e}"),
+            })?;
             removed.push(name);
         }
     }

@@ -1,25 +1,32 @@
-//! Opening and initialising repositories: the entry point every other operation goes through.
+//! Opening and initialising repositories, and the async façade every operation goes through:
+//! the blocking rustic work runs under `spawn_blocking` with a cancellation token and a progress
+//! tracker, and its panics come back as errors.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustic_core::{
-    ConfigOptions, Credentials, KeyOptions, OpenStatus, Repository, RepositoryOptions,
+    ConfigOptions, Credentials, KeyOptions, OpenStatus, Repository, RepositoryBackends,
+    RepositoryOptions,
 };
+use tokio_util::sync::CancellationToken;
 
+use crate::cancel::{AfterCancel, CancellableBackend};
+use crate::error::RusticCause;
 use crate::lock::{self, LockGuard, Sealer};
-use crate::{EngineError, Password, Progress, RepositoryLocation};
+use crate::progress::{Operation, Tracker, TrackerBars};
+use crate::{Control, EngineError, Password, RepositoryLocation};
 
-/// A handle on one repository: where it is, how to unlock it, and how to report progress.
-/// Cheap to clone; every operation opens the repository afresh, so a handle never holds
-/// stale index state between operations.
+/// A handle on one repository: where it is, how to unlock it, how to lock and cache. Cheap to
+/// clone; every operation opens the repository afresh, so a handle never holds stale index
+/// state between operations. Every operation is an `async fn` taking a [`Control`].
 #[derive(Debug, Clone)]
 pub struct Engine {
     location: RepositoryLocation,
     password: Password,
     cache_dir: Option<PathBuf>,
     no_cache: bool,
-    progress: Progress,
     no_lock: bool,
     lock_wait: Duration,
 }
@@ -35,6 +42,29 @@ pub(crate) enum LockKind {
     Exclusive,
 }
 
+/// What one blocking run of an operation gets from the façade.
+pub(crate) struct Op {
+    /// The caller's runtime, for backends that drive async clients from blocking code.
+    pub(crate) runtime: tokio::runtime::Handle,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) tracker: Arc<Tracker>,
+}
+
+impl Op {
+    pub(crate) fn cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Stops between steps that cannot be interrupted themselves.
+    pub(crate) fn checkpoint(&self) -> Result<(), EngineError> {
+        if self.cancelled() {
+            Err(EngineError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// Options of `init`. New repositories use format 2 (compressed); `rustic_core` cannot create
 /// format 1, though it reads and writes existing ones.
 #[derive(Debug, Clone, Default)]
@@ -48,16 +78,9 @@ impl Engine {
             password,
             cache_dir: None,
             no_cache: false,
-            progress: Progress::Hidden,
             no_lock: false,
             lock_wait: Duration::ZERO,
         }
-    }
-
-    #[must_use]
-    pub fn with_progress(mut self, progress: Progress) -> Self {
-        self.progress = progress;
-        self
     }
 
     /// Uses `dir` for the local cache of index and tree packs (restic's `--cache-dir`).
@@ -93,47 +116,127 @@ impl Engine {
         &self.location
     }
 
-    fn unopened(&self) -> Result<Repository<()>, EngineError> {
-        let backends = self.location.backend.to_backends().map_err(|source| {
-            EngineError::InvalidRepository {
-                repository: self.location.to_string(),
-                reason: crate::error::one_line(&source),
+    /// Runs `work` on a blocking thread, reporting progress to the caller's sink every
+    /// `control.interval` and once at the end. A cancelled operation returns
+    /// [`EngineError::Cancelled`] once its blocking work has unwound (it is never abandoned
+    /// while it holds a lock); a panic in rustic comes back as [`EngineError::Panicked`].
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        operation: Operation,
+        control: &Control,
+        work: impl FnOnce(&Engine, &Op) -> Result<T, EngineError> + Send + 'static,
+    ) -> Result<T, EngineError> {
+        if control.cancel.is_cancelled() {
+            return Err(EngineError::Cancelled);
+        }
+        let tracker = Arc::new(Tracker::new(operation, control.sink.is_some()));
+        let op = Op {
+            runtime: tokio::runtime::Handle::current(),
+            cancel: control.cancel.clone(),
+            tracker: tracker.clone(),
+        };
+        let engine = self.clone();
+        let mut task = tokio::task::spawn_blocking(move || work(&engine, &op));
+        let joined = match &control.sink {
+            None => task.await,
+            Some(sink) => {
+                let mut ticks = tokio::time::interval(control.interval);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let joined = loop {
+                    tokio::select! {
+                        joined = &mut task => break joined,
+                        _ = ticks.tick() => sink.update(&tracker.snapshot(false)),
+                    }
+                };
+                sink.update(&tracker.snapshot(true));
+                joined
             }
-        })?;
+        };
+        match joined {
+            Ok(Err(_)) if control.cancel.is_cancelled() => Err(EngineError::Cancelled),
+            Ok(result) => result,
+            Err(join) => Err(EngineError::Panicked {
+                operation: operation.name(),
+                message: panic_message(join),
+            }),
+        }
+    }
+
+    pub(crate) fn backends(
+        &self,
+        op: &Op,
+        after: AfterCancel,
+    ) -> Result<RepositoryBackends, EngineError> {
+        let backends =
+            self.location
+                .backends(&op.runtime)
+                .map_err(|source| EngineError::Backend {
+                    repository: self.location.to_string(),
+                    source,
+                })?;
+        let repository = CancellableBackend::wrap(backends.repository(), op.cancel.clone(), after);
+        Ok(RepositoryBackends::new(repository, backends.repo_hot()))
+    }
+
+    fn unopened(&self, op: &Op, after: AfterCancel) -> Result<Repository<()>, EngineError> {
+        let backends = self.backends(op, after)?;
         let mut options = RepositoryOptions::default().no_cache(self.no_cache);
         if let Some(dir) = &self.cache_dir {
             options = options.cache_dir(dir.clone());
         }
-        Repository::new_with_progress(&options, &backends, self.progress.bars())
-            .map_err(EngineError::repository("set up the repository backend"))
+        Repository::new_with_progress(&options, &backends, TrackerBars(op.tracker.clone())).map_err(
+            |source| EngineError::OpenRepository {
+                location: self.location.to_string(),
+                source: RusticCause::new(source),
+            },
+        )
+    }
+
+    fn lock_store(&self, op: &Op) -> Result<Box<dyn lock::LockStore>, EngineError> {
+        self.location
+            .lock_store(&op.runtime)
+            .map_err(|err| EngineError::LockFiles {
+                action: "reach the lock files",
+                reason: err.to_string(),
+            })
     }
 
     /// Opens the repository, telling a missing repository apart from a wrong password.
-    pub(crate) fn open(&self) -> Result<Repository<OpenStatus>, EngineError> {
-        let repo = self.unopened()?;
+    pub(crate) fn open(
+        &self,
+        op: &Op,
+        after: AfterCancel,
+    ) -> Result<Repository<OpenStatus>, EngineError> {
+        let repo = self.unopened(op, after)?;
+        let location = || self.location.to_string();
         match repo.config_id() {
             Ok(Some(_)) => {}
             Ok(None) => {
                 return Err(EngineError::RepositoryNotFound {
-                    location: self.location.to_string(),
-                    detail: String::new(),
+                    location: location(),
+                    source: None,
                 });
             }
             Err(source) => {
+                op.checkpoint()?;
                 return Err(EngineError::RepositoryNotFound {
-                    location: self.location.to_string(),
-                    detail: format!(" ({})", crate::error::one_line(&source)),
+                    location: location(),
+                    source: Some(source.into()),
                 });
             }
         }
         repo.open(&Credentials::password(self.password.expose()))
             .map_err(|source| {
+                let source = RusticCause::new(source);
                 if source.is_incorrect_password() {
                     EngineError::WrongPassword {
-                        location: self.location.to_string(),
+                        location: location(),
                     }
                 } else {
-                    EngineError::repository("open the repository")(source)
+                    EngineError::OpenRepository {
+                        location: location(),
+                        source,
+                    }
                 }
             })
     }
@@ -141,21 +244,28 @@ impl Engine {
     /// Opens the repository and takes the lock `kind` on it for as long as the guard lives.
     pub(crate) fn open_locked(
         &self,
+        op: &Op,
         kind: LockKind,
     ) -> Result<(Repository<OpenStatus>, Option<LockGuard>), EngineError> {
-        let repo = self.open()?;
+        let after = if kind == LockKind::Backup {
+            AfterCancel::RefuseSnapshots
+        } else {
+            AfterCancel::RefuseAll
+        };
+        let repo = self.open(op, after)?;
         if self.no_lock {
             return Ok((repo, None));
         }
         if kind == LockKind::Backup {
-            self.recover_after_crash(&repo);
+            self.recover_after_crash(op, &repo);
         }
-        let store = lock::store_for(&self.location)?;
+        let store = self.lock_store(op)?;
         let guard = lock::acquire(
             store,
             Sealer::new(&repo.key()),
             kind == LockKind::Exclusive,
             self.lock_wait,
+            &op.cancel,
         )?;
         Ok((repo, Some(guard)))
     }
@@ -164,18 +274,21 @@ impl Engine {
     /// indexed, so the next backup reuses them instead of uploading the data again. Runs only
     /// when the repository can be locked exclusively at once; otherwise the data is simply
     /// uploaded again, which is safe.
-    pub(crate) fn recover_after_crash(&self, repo: &Repository<OpenStatus>) {
-        if self.no_lock {
-            return;
-        }
-        let Ok(store) = lock::store_for(&self.location) else {
+    pub(crate) fn recover_after_crash(&self, op: &Op, repo: &Repository<OpenStatus>) {
+        let Ok(store) = self.lock_store(op) else {
             return;
         };
         let sealer = Sealer::new(&repo.key());
         if !lock::any_stale(&*store, &sealer) {
             return;
         }
-        let Ok(_guard) = lock::acquire(store, sealer, true, Duration::ZERO) else {
+        let Ok(_guard) = lock::acquire(
+            store,
+            sealer,
+            true,
+            Duration::ZERO,
+            &CancellationToken::new(),
+        ) else {
             return;
         };
         tracing::info!(repository = %self.location, "a previous run died; indexing the packs it uploaded");
@@ -185,15 +298,33 @@ impl Engine {
     }
 
     /// Removes stale locks (all locks with `remove_all`); returns the lock ids removed.
-    pub fn unlock(&self, remove_all: bool) -> Result<Vec<String>, EngineError> {
-        let repo = self.open()?;
-        let store = lock::store_for(&self.location)?;
-        lock::unlock(&*store, &Sealer::new(&repo.key()), remove_all)
+    pub async fn unlock(
+        &self,
+        remove_all: bool,
+        control: &Control,
+    ) -> Result<Vec<String>, EngineError> {
+        self.run(Operation::Unlock, control, move |engine, op| {
+            let repo = engine.open(op, AfterCancel::RefuseAll)?;
+            let store = engine.lock_store(op)?;
+            lock::unlock(&*store, &Sealer::new(&repo.key()), remove_all)
+        })
+        .await
     }
 
-    /// Creates a new repository; refuses to touch one that already exists.
-    pub fn init(&self, _options: &InitOptions) -> Result<String, EngineError> {
-        let repo = self.unopened()?;
+    /// Creates a new repository; refuses to touch one that already exists. Returns its id.
+    pub async fn init(
+        &self,
+        _options: &InitOptions,
+        control: &Control,
+    ) -> Result<String, EngineError> {
+        self.run(Operation::Init, control, |engine, op| {
+            engine.init_blocking(op)
+        })
+        .await
+    }
+
+    fn init_blocking(&self, op: &Op) -> Result<String, EngineError> {
+        let repo = self.unopened(op, AfterCancel::RefuseAll)?;
         if matches!(repo.config_id(), Ok(Some(_))) {
             return Err(EngineError::RepositoryExists {
                 location: self.location.to_string(),
@@ -212,8 +343,11 @@ impl Engine {
                 &KeyOptions::default(),
                 &config,
             )
-            .map_err(EngineError::repository("initialize the repository"))?;
-        self.rewrap_key(&repo)?;
+            .map_err(|source| EngineError::InitRepository {
+                location: self.location.to_string(),
+                source: source.into(),
+            })?;
+        self.rewrap_key(op, &repo)?;
         Ok(repo.config().id.to_hex().to_string())
     }
 
@@ -222,7 +356,7 @@ impl Engine {
     /// command, which then peaks at 150 MiB for a `snapshots`. N=2^15, r=8, p=4 costs the same CPU
     /// work (N·p is equal, so a password is as hard to guess) in 32 MiB, as restic's own key
     /// files do (restic calibrates to N=2^15, r=8, p=3..6 on ordinary machines).
-    fn rewrap_key(&self, repo: &Repository<OpenStatus>) -> Result<(), EngineError> {
+    fn rewrap_key(&self, op: &Op, repo: &Repository<OpenStatus>) -> Result<(), EngineError> {
         use aes256ctr_poly1305aes::Aes256CtrPoly1305Aes;
         use aes256ctr_poly1305aes::aead::{Aead, Nonce};
         use base64::Engine as _;
@@ -233,18 +367,17 @@ impl Engine {
         const LOG_N: u8 = 15;
         const R: u32 = 8;
         const P: u32 = 4;
-        let failed = |reason: String| EngineError::InvalidRepository {
-            repository: self.location.to_string(),
-            reason: format!("cannot write the key file: {reason}"),
+        let failed = |reason: String| EngineError::WriteKeyFile {
+            location: self.location.to_string(),
+            reason,
         };
         let Some(old_id) = *repo.key_id() else {
             return Ok(());
         };
         let backend = self
             .location
-            .backend
-            .to_backends()
-            .map_err(|err| failed(err.display_log()))?
+            .backends(&op.runtime)
+            .map_err(|err| failed(err.to_string()))?
             .repository();
         let old: Id = *old_id;
         let mut keyfile: serde_json::Value = serde_json::from_slice(
@@ -292,5 +425,32 @@ impl Engine {
             .remove(FileType::Key, &old, false)
             .map_err(|err| failed(err.display_log()))?;
         Ok(())
+    }
+}
+
+impl Operation {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Init => "init",
+            Self::Backup => "backup",
+            Self::Restore => "restore",
+            Self::Snapshots => "snapshots",
+            Self::Forget => "forget",
+            Self::Prune => "prune",
+            Self::Check => "check",
+            Self::Unlock => "unlock",
+            Self::Stats => "stats",
+        }
+    }
+}
+
+fn panic_message(join: tokio::task::JoinError) -> String {
+    match join.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(ToString::to_string)
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_string()),
+        Err(join) => join.to_string(),
     }
 }

@@ -8,8 +8,11 @@ use rustic_core::{
 };
 use serde::Serialize;
 
+use crate::error::RusticCause;
+use crate::progress::Operation;
+use crate::repo::{LockKind, Op};
 use crate::snapshots::SnapshotInfo;
-use crate::{Engine, EngineError, SnapshotFilter};
+use crate::{Control, Engine, EngineError, SnapshotFilter};
 
 /// Stash's `retentionPolicy` (v1alpha1 `RetentionPolicy`), minus `name` and `prune`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,10 +34,13 @@ impl RetentionPolicy {
     }
 
     fn keep_options(&self) -> Result<KeepOptions, EngineError> {
-        let count = |name: &str, n: Option<u32>| -> Result<Option<i32>, EngineError> {
-            n.map(|n| {
-                i32::try_from(n)
-                    .map_err(|_| EngineError::InvalidRetention(format!("{name} {n} is too large")))
+        if self.is_empty() {
+            return Err(EngineError::NoRetentionRule);
+        }
+        let count = |field: &'static str, n: Option<u32>| -> Result<Option<i32>, EngineError> {
+            n.map(|value| {
+                i32::try_from(value)
+                    .map_err(|_| EngineError::RetentionCountTooLarge { field, value })
             })
             .transpose()
         };
@@ -46,12 +52,14 @@ impl RetentionPolicy {
             .keep_monthly(count("keepMonthly", self.keep_monthly)?)
             .keep_yearly(count("keepYearly", self.keep_yearly)?);
         if !self.keep_tags.is_empty() {
-            let tags: StringList = self.keep_tags.join(",").parse().map_err(|_| {
-                EngineError::InvalidRetention(format!(
-                    "keepTags {:?} are not valid tags",
-                    self.keep_tags
-                ))
-            })?;
+            let tags: StringList =
+                self.keep_tags
+                    .join(",")
+                    .parse()
+                    .map_err(|err| EngineError::InvalidKeepTags {
+                        tags: self.keep_tags.clone(),
+                        reason: format!("{err}"),
+                    })?;
             keep = keep.keep_tags(vec![tags]);
         }
         Ok(keep)
@@ -75,29 +83,38 @@ pub struct PruneReport {
 
 impl Engine {
     /// Removes the snapshots `policy` does not keep, among those matching `filter`.
-    pub fn forget(
+    pub async fn forget(
         &self,
-        policy: &RetentionPolicy,
+        policy: RetentionPolicy,
+        filter: SnapshotFilter,
+        dry_run: bool,
+        control: &Control,
+    ) -> Result<ForgetReport, EngineError> {
+        let keep = policy.keep_options()?;
+        self.run(Operation::Forget, control, move |engine, op| {
+            engine.forget_blocking(&keep, &filter, dry_run, op)
+        })
+        .await
+    }
+
+    fn forget_blocking(
+        &self,
+        keep: &KeepOptions,
         filter: &SnapshotFilter,
         dry_run: bool,
+        op: &Op,
     ) -> Result<ForgetReport, EngineError> {
-        if policy.is_empty() {
-            return Err(EngineError::InvalidRetention(
-                "no keep rule given: set at least one of keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly, keepYearly, keepTags".into(),
-            ));
-        }
-        let keep = policy.keep_options()?;
-        let (repo, _lock) = self.open_locked(crate::repo::LockKind::Exclusive)?;
+        let (repo, _lock) = self.open_locked(op, LockKind::Exclusive)?;
         let snapshots = repo
             .get_matching_snapshots(|s| filter.matches(s))
-            .map_err(EngineError::repository("list snapshots"))?;
+            .map_err(|source| EngineError::ListSnapshots(RusticCause::new(source)))?;
         let criterion: SnapshotGroupCriterion = "host,paths"
             .parse()
             .expect("`host,paths` is a valid grouping criterion");
         let grouped = Grouped::from_items(snapshots, criterion);
         let now = jiff::Zoned::now();
-        let groups = ForgetGroups::from_grouped_snapshots_with_retention(grouped, &keep, &now)
-            .map_err(EngineError::repository("apply the retention policy"))?;
+        let groups = ForgetGroups::from_grouped_snapshots_with_retention(grouped, keep, &now)
+            .map_err(|source| EngineError::ApplyRetention(RusticCause::new(source)))?;
 
         let mut report = ForgetReport {
             keep: Vec::new(),
@@ -108,40 +125,51 @@ impl Engine {
             for item in &group.items {
                 let info = SnapshotInfo::from(&item.snapshot);
                 if item.keep {
-                    report.keep.push(info)
+                    report.keep.push(info);
                 } else {
-                    report.remove.push(info)
+                    report.remove.push(info);
                 }
             }
         }
         let ids = groups.into_forget_ids();
+        op.checkpoint()?;
         if !dry_run && !ids.is_empty() {
             repo.delete_snapshots(&ids)
-                .map_err(EngineError::repository("remove forgotten snapshots"))?;
+                .map_err(|source| EngineError::RemoveSnapshots(RusticCause::new(source)))?;
         }
         Ok(report)
     }
 
-    /// Removes data no snapshot references any more.
-    pub fn prune(&self, dry_run: bool) -> Result<PruneReport, EngineError> {
-        let (repo, _lock) = self.open_locked(crate::repo::LockKind::Exclusive)?;
-        // Delete unreferenced packs at once instead of after restic's two-phase grace period:
-        // stash-rs holds an exclusive lock while pruning, like restic.
-        let options = PruneOptions::default().instant_delete(true);
-        let plan = repo
-            .prune_plan(&options)
-            .map_err(EngineError::repository("plan the prune"))?;
-        let stats = &plan.stats;
-        let report = PruneReport {
-            packs_removed: stats.packs_to_delete.remove,
-            packs_repacked: stats.packs.repack,
-            bytes_removed: stats.size_to_delete.remove + stats.size_sum().repackrm,
-            dry_run,
-        };
-        if !dry_run {
-            repo.prune(&options, plan)
-                .map_err(EngineError::repository("prune the repository"))?;
-        }
-        Ok(report)
+    /// Removes data no snapshot references any more. Cancelling stops at the next backend
+    /// request; rustic's prune writes the new index before it deletes, so an interrupted prune
+    /// leaves a usable repository.
+    pub async fn prune(
+        &self,
+        dry_run: bool,
+        control: &Control,
+    ) -> Result<PruneReport, EngineError> {
+        self.run(Operation::Prune, control, move |engine, op| {
+            let (repo, _lock) = engine.open_locked(op, LockKind::Exclusive)?;
+            // Delete unreferenced packs at once instead of after restic's two-phase grace period:
+            // stash-rs holds an exclusive lock while pruning, like restic.
+            let options = PruneOptions::default().instant_delete(true);
+            let plan = repo
+                .prune_plan(&options)
+                .map_err(|source| EngineError::PlanPrune(RusticCause::new(source)))?;
+            let stats = &plan.stats;
+            let report = PruneReport {
+                packs_removed: stats.packs_to_delete.remove,
+                packs_repacked: stats.packs.repack,
+                bytes_removed: stats.size_to_delete.remove + stats.size_sum().repackrm,
+                dry_run,
+            };
+            op.checkpoint()?;
+            if !dry_run {
+                repo.prune(&options, plan)
+                    .map_err(|source| EngineError::Prune(RusticCause::new(source)))?;
+            }
+            Ok(report)
+        })
+        .await
     }
 }

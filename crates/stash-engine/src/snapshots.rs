@@ -3,7 +3,10 @@
 use rustic_core::repofile::SnapshotFile;
 use serde::Serialize;
 
-use crate::{Engine, EngineError};
+use crate::error::RusticCause;
+use crate::progress::Operation;
+use crate::repo::LockKind;
+use crate::{Control, Engine, EngineError};
 
 /// Which snapshots an operation considers; empty fields match everything.
 #[derive(Debug, Clone, Default)]
@@ -88,13 +91,20 @@ impl From<&SnapshotFile> for SnapshotInfo {
 
 impl Engine {
     /// Snapshots matching `filter`, oldest first.
-    pub fn snapshots(&self, filter: &SnapshotFilter) -> Result<Vec<SnapshotInfo>, EngineError> {
-        let (repo, _lock) = self.open_locked(crate::repo::LockKind::Shared)?;
-        let mut snapshots = repo
-            .get_matching_snapshots(|s| filter.matches(s))
-            .map_err(EngineError::repository("list snapshots"))?;
-        snapshots.sort_unstable();
-        Ok(snapshots.iter().map(SnapshotInfo::from).collect())
+    pub async fn snapshots(
+        &self,
+        filter: SnapshotFilter,
+        control: &Control,
+    ) -> Result<Vec<SnapshotInfo>, EngineError> {
+        self.run(Operation::Snapshots, control, move |engine, op| {
+            let (repo, _lock) = engine.open_locked(op, LockKind::Shared)?;
+            let mut snapshots = repo
+                .get_matching_snapshots(|s| filter.matches(s))
+                .map_err(|source| EngineError::ListSnapshots(RusticCause::new(source)))?;
+            snapshots.sort_unstable();
+            Ok(snapshots.iter().map(SnapshotInfo::from).collect())
+        })
+        .await
     }
 }
 
@@ -110,7 +120,7 @@ pub(crate) fn select(
     };
     let mut snapshots = repo
         .get_matching_snapshots(|s| filter.matches(s))
-        .map_err(EngineError::repository("list snapshots"))?;
+        .map_err(|source| EngineError::ListSnapshots(RusticCause::new(source)))?;
     if spec == "latest" {
         snapshots.sort_unstable();
         return snapshots.pop().ok_or_else(not_found);
@@ -120,9 +130,8 @@ pub(crate) fn select(
         .filter(|s| s.id.to_hex().starts_with(spec));
     let first = found.next().ok_or_else(not_found)?;
     if found.next().is_some() {
-        return Err(EngineError::SnapshotNotFound {
+        return Err(EngineError::AmbiguousSnapshot {
             spec: spec.to_string(),
-            filter: " (the prefix is ambiguous: give more characters of the id)".into(),
         });
     }
     Ok(first)

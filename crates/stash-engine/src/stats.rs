@@ -2,7 +2,10 @@
 
 use serde::Serialize;
 
-use crate::{Engine, EngineError};
+use crate::error::RusticCause;
+use crate::progress::Operation;
+use crate::repo::LockKind;
+use crate::{Control, Engine, EngineError};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct RepositoryStats {
@@ -15,26 +18,29 @@ pub struct RepositoryStats {
 }
 
 impl Engine {
-    pub fn stats(&self) -> Result<RepositoryStats, EngineError> {
-        let (repo, _lock) = self.open_locked(crate::repo::LockKind::Shared)?;
-        let snapshot_count = repo
-            .get_all_snapshots()
-            .map_err(EngineError::repository("list snapshots"))?
-            .len() as u64;
-        let index = repo
-            .infos_index()
-            .map_err(EngineError::repository("read the repository index"))?;
-        let (mut total_size, mut total_uncompressed_size, mut total_blob_count) = (0, 0, 0);
-        for blob in &index.blobs {
-            total_size += blob.size;
-            total_uncompressed_size += blob.data_size;
-            total_blob_count += blob.count;
-        }
-        Ok(RepositoryStats {
-            snapshot_count,
-            total_size,
-            total_uncompressed_size,
-            total_blob_count,
+    pub async fn stats(&self, control: &Control) -> Result<RepositoryStats, EngineError> {
+        self.run(Operation::Stats, control, |engine, op| {
+            let (repo, _lock) = engine.open_locked(op, LockKind::Shared)?;
+            let snapshot_count = repo
+                .get_all_snapshots()
+                .map_err(|source| EngineError::ListSnapshots(RusticCause::new(source)))?
+                .len() as u64;
+            let index = repo
+                .infos_index()
+                .map_err(|source| EngineError::ReadIndex(RusticCause::new(source)))?;
+            let (mut total_size, mut total_uncompressed_size, mut total_blob_count) = (0, 0, 0);
+            for blob in &index.blobs {
+                total_size += blob.size;
+                total_uncompressed_size += blob.data_size;
+                total_blob_count += blob.count;
+            }
+            Ok(RepositoryStats {
+                snapshot_count,
+                total_size,
+                total_uncompressed_size,
+                total_blob_count,
+            })
         })
+        .await
     }
 }

@@ -1,10 +1,14 @@
-use stash_engine::BackupRequest;
+use stash_engine::{BackupRequest, Control};
 
 use super::repo::{self, human_bytes};
 use crate::cli::{BackupArgs, RepoArgs};
 use crate::exit_code::ExitCode;
 
-pub fn run(repo_args: &RepoArgs, args: &BackupArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    repo_args: &RepoArgs,
+    args: &BackupArgs,
+    control: &Control,
+) -> anyhow::Result<ExitCode> {
     let engine = repo::engine(repo_args)?;
     let request = BackupRequest {
         paths: args.paths.clone(),
@@ -15,7 +19,7 @@ pub fn run(repo_args: &RepoArgs, args: &BackupArgs) -> anyhow::Result<ExitCode> 
         force: args.force,
         time: args.time,
     };
-    let report = engine.backup(&request)?;
+    let report = engine.backup(request, control).await?;
     for entry in &report.unreadable {
         eprintln!("error: {}: {}", entry.path.display(), entry.error);
     }

@@ -1,15 +1,20 @@
-use stash_engine::CheckRequest;
+use stash_engine::{CheckRequest, Control};
 
 use super::repo;
 use crate::cli::{CheckArgs, RepoArgs};
 use crate::exit_code::ExitCode;
 
-pub fn run(repo_args: &RepoArgs, args: &CheckArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    repo_args: &RepoArgs,
+    args: &CheckArgs,
+    control: &Control,
+) -> anyhow::Result<ExitCode> {
     let engine = repo::engine(repo_args)?;
-    let report = engine.check(&CheckRequest {
+    let request = CheckRequest {
         read_data: args.read_data,
         read_data_subset: args.read_data_subset.clone(),
-    })?;
+    };
+    let report = engine.check(request, control).await?;
     if repo_args.json {
         repo::print_json(&report)?;
     } else {

@@ -1,10 +1,14 @@
-use stash_engine::RetentionPolicy;
+use stash_engine::{Control, RetentionPolicy};
 
 use super::repo;
 use crate::cli::{ForgetArgs, RepoArgs};
 use crate::exit_code::ExitCode;
 
-pub fn run(repo_args: &RepoArgs, args: &ForgetArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    repo_args: &RepoArgs,
+    args: &ForgetArgs,
+    control: &Control,
+) -> anyhow::Result<ExitCode> {
     let engine = repo::engine(repo_args)?;
     let policy = RetentionPolicy {
         keep_last: args.keep_last,
@@ -15,9 +19,11 @@ pub fn run(repo_args: &RepoArgs, args: &ForgetArgs) -> anyhow::Result<ExitCode> 
         keep_yearly: args.keep_yearly,
         keep_tags: args.keep_tags.clone(),
     };
-    let forget = engine.forget(&policy, &repo::filter(&args.filter), args.dry_run)?;
+    let forget = engine
+        .forget(policy, repo::filter(&args.filter), args.dry_run, control)
+        .await?;
     let prune = if args.prune && !forget.remove.is_empty() {
-        Some(engine.prune(args.dry_run)?)
+        Some(engine.prune(args.dry_run, control).await?)
     } else {
         None
     };

@@ -1,11 +1,15 @@
 use anyhow::bail;
-use stash_engine::InitOptions;
+use stash_engine::{Control, InitOptions};
 
 use super::repo;
 use crate::cli::{InitArgs, RepoArgs};
 use crate::exit_code::ExitCode;
 
-pub fn run(repo_args: &RepoArgs, args: &InitArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    repo_args: &RepoArgs,
+    args: &InitArgs,
+    control: &Control,
+) -> anyhow::Result<ExitCode> {
     match args.repository_version.as_deref() {
         None | Some("latest" | "stable" | "2") => {}
         Some("1") => bail!(
@@ -16,7 +20,7 @@ pub fn run(repo_args: &RepoArgs, args: &InitArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let engine = repo::engine(repo_args)?;
-    let id = engine.init(&InitOptions::default())?;
+    let id = engine.init(&InitOptions::default(), control).await?;
     if repo_args.json {
         repo::print_json(
             &serde_json::json!({"message_type": "initialized", "id": id, "repository": engine.location().to_string()}),

@@ -13,21 +13,24 @@ mod stats;
 mod unlock;
 pub mod validate;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::cli::{Command, Opts};
 use crate::exit_code::ExitCode;
 
-pub fn dispatch(opts: Opts) -> anyhow::Result<ExitCode> {
+pub async fn dispatch(opts: Opts, cancel: &CancellationToken) -> anyhow::Result<ExitCode> {
     let repo = &opts.repo;
+    let control = repo::control(repo, cancel);
     match opts.command {
-        Command::Init(args) => init::run(repo, &args),
-        Command::Backup(args) => backup::run(repo, &args),
-        Command::Restore(args) => restore::run(repo, &args),
-        Command::Snapshots(args) => snapshots::run(repo, &args),
-        Command::Forget(args) => forget::run(repo, &args),
-        Command::Prune(args) => prune::run(repo, &args),
-        Command::Check(args) => check::run(repo, &args),
-        Command::Unlock(args) => unlock::run(repo, &args),
-        Command::Stats(args) => stats::run(repo, &args),
+        Command::Init(args) => init::run(repo, &args, &control).await,
+        Command::Backup(args) => backup::run(repo, &args, &control).await,
+        Command::Restore(args) => restore::run(repo, &args, &control).await,
+        Command::Snapshots(args) => snapshots::run(repo, &args, &control).await,
+        Command::Forget(args) => forget::run(repo, &args, &control).await,
+        Command::Prune(args) => prune::run(repo, &args, &control).await,
+        Command::Check(args) => check::run(repo, &args, &control).await,
+        Command::Unlock(args) => unlock::run(repo, &args, &control).await,
+        Command::Stats(args) => stats::run(repo, &args, &control).await,
         Command::Crd(args) => crd::run(&args),
         Command::Validate(args) => validate::run(&args, repo.json),
     }

@@ -1,10 +1,16 @@
+use stash_engine::Control;
+
 use super::repo::{self, human_bytes};
 use crate::cli::{PruneArgs, RepoArgs};
 use crate::exit_code::ExitCode;
 
-pub fn run(repo_args: &RepoArgs, args: &PruneArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    repo_args: &RepoArgs,
+    args: &PruneArgs,
+    control: &Control,
+) -> anyhow::Result<ExitCode> {
     let engine = repo::engine(repo_args)?;
-    let report = engine.prune(args.dry_run)?;
+    let report = engine.prune(args.dry_run, control).await?;
     if repo_args.json {
         repo::print_json(&report)?;
     } else {

@@ -1,9 +1,12 @@
 //! Turning the shared repository flags into an engine handle, and printing results.
 
 use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use stash_engine::{Engine, Password, Progress, RepositoryLocation, SnapshotFilter};
+use stash_engine::{Control, Engine, Password, RepositoryLocation, SnapshotFilter};
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::{RepoArgs, SnapshotFilterArgs};
 
@@ -14,17 +17,24 @@ pub fn engine(args: &RepoArgs) -> anyhow::Result<Engine> {
         .context("no repository given: pass -r/--repo or set RESTIC_REPOSITORY")?;
     let location = RepositoryLocation::from_env(repository)?;
     let password = Password::resolve(args.password_file.as_deref())?;
-    let progress = if !args.quiet && !args.json && std::io::stderr().is_terminal() {
-        Progress::Terminal
-    } else {
-        Progress::Hidden
-    };
     Ok(Engine::new(location, password)
-        .with_progress(progress)
         .with_cache_dir(args.cache_dir.clone())
         .without_cache(args.no_cache)
         .without_lock(args.no_lock)
         .with_lock_wait(args.retry_lock.unwrap_or_default()))
+}
+
+/// Cancellation from the signal handler; a progress bar only for a person at a terminal.
+pub fn control(args: &RepoArgs, cancel: &CancellationToken) -> Control {
+    let control = Control::new(cancel.clone());
+    if !args.quiet && !args.json && std::io::stderr().is_terminal() {
+        control.with_progress(
+            Arc::new(crate::progress::TerminalProgress::new()),
+            Duration::from_millis(200),
+        )
+    } else {
+        control
+    }
 }
 
 pub fn filter(args: &SnapshotFilterArgs) -> SnapshotFilter {

@@ -1,10 +1,14 @@
-use stash_engine::RestoreRequest;
+use stash_engine::{Control, RestoreRequest};
 
 use super::repo::{self, human_bytes};
 use crate::cli::{RepoArgs, RestoreArgs};
 use crate::exit_code::ExitCode;
 
-pub fn run(repo_args: &RepoArgs, args: &RestoreArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    repo_args: &RepoArgs,
+    args: &RestoreArgs,
+    control: &Control,
+) -> anyhow::Result<ExitCode> {
     let engine = repo::engine(repo_args)?;
     let mut request = RestoreRequest::new(args.snapshot.clone(), args.target.clone());
     request.filter = repo::filter(&args.filter);
@@ -18,7 +22,7 @@ pub fn run(repo_args: &RepoArgs, args: &RestoreArgs) -> anyhow::Result<ExitCode>
             args.target.display()
         );
     }
-    let report = engine.restore(&request)?;
+    let report = engine.restore(request, control).await?;
     for failure in &report.failures {
         eprintln!("error: {}: {}", failure.path.display(), failure.error);
     }

@@ -1,10 +1,18 @@
+use stash_engine::Control;
+
 use super::repo;
 use crate::cli::{RepoArgs, SnapshotsArgs};
 use crate::exit_code::ExitCode;
 
-pub fn run(repo_args: &RepoArgs, args: &SnapshotsArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    repo_args: &RepoArgs,
+    args: &SnapshotsArgs,
+    control: &Control,
+) -> anyhow::Result<ExitCode> {
     let engine = repo::engine(repo_args)?;
-    let snapshots = engine.snapshots(&repo::filter(&args.filter))?;
+    let snapshots = engine
+        .snapshots(repo::filter(&args.filter), control)
+        .await?;
     if repo_args.json {
         repo::print_json(&snapshots)?;
         return Ok(ExitCode::Ok);

@@ -1,10 +1,16 @@
+use stash_engine::Control;
+
 use super::repo::{self, human_bytes};
 use crate::cli::{RepoArgs, StatsArgs};
 use crate::exit_code::ExitCode;
 
-pub fn run(repo_args: &RepoArgs, _args: &StatsArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    repo_args: &RepoArgs,
+    _args: &StatsArgs,
+    control: &Control,
+) -> anyhow::Result<ExitCode> {
     let engine = repo::engine(repo_args)?;
-    let stats = engine.stats()?;
+    let stats = engine.stats(control).await?;
     if repo_args.json {
         repo::print_json(&stats)?;
     } else {

@@ -264,8 +264,7 @@ impl BackendError {
         let status = match self.retry() {
             Retry::Temporary => rustic_core::Status::Temporary,
             Retry::Permanent => rustic_core::Status::Permanent,
-            #[allow(unreachable_patterns, reason = "`Retry` may grow a long-backoff class")]
-            _ => rustic_core::Status::Persistent,
+            Retry::Persistent => rustic_core::Status::Persistent,
         };
         rustic_core::RusticError::with_source(
             rustic_core::ErrorKind::Backend,

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use rustic_core::{RepositoryBackends, WriteBackend};
 use tokio::runtime::Handle;
 
+#[cfg(test)]
 pub(crate) use self::opendal::s3_endpoint;
 pub(crate) use config::redact_userinfo;
 pub use config::{
@@ -27,7 +28,6 @@ pub use config::{
     RestCredentials, S3Credentials, Secret, SwiftCredentials, TlsOptions, keys,
 };
 pub use error::BackendError;
-pub(crate) use error::one_line;
 
 /// The `rustic_core` backends of the repository described by `config`.
 pub(crate) fn repository_backends(

@@ -1,0 +1,109 @@
+//! Putting entries on disk safely: never following a symlink out of the target, never deleting
+//! a directory in the way, and restoring ownership, permissions and times as restic does.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use rustic_core::repofile::Metadata;
+
+pub(super) fn ensure_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(parent) => fs::create_dir_all(parent),
+        None => Ok(()),
+    }
+}
+
+pub(super) fn ensure_dir(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(meta) if meta.file_type().is_symlink() => {
+            // Never follow a symlink out of the target; replace it with the directory.
+            fs::remove_file(path)?;
+            fs::create_dir(path)
+        }
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "a file is in the way of a directory from the snapshot; move it away and restore again",
+        )),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => fs::create_dir_all(path),
+        Err(err) => Err(err),
+    }
+}
+
+/// Makes room for a file or symlink; a directory in the way is an error, never deleted.
+pub(super) fn clear_non_dir(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "a directory is in the way of a file from the snapshot; move it away and restore again",
+        )),
+        Ok(meta) if meta.file_type().is_symlink() => fs::remove_file(path),
+        Ok(_) | Err(_) => Ok(()),
+    }
+}
+
+/// Go's `os.FileMode` bits that restic stores, mapped to Unix permission bits.
+pub(super) fn unix_permissions(go_mode: u32) -> u32 {
+    const GO_MODE_SETUID: u32 = 1 << 23;
+    const GO_MODE_SETGID: u32 = 1 << 22;
+    const GO_MODE_STICKY: u32 = 1 << 20;
+    let mut mode = go_mode & 0o777;
+    if go_mode & GO_MODE_SETUID != 0 {
+        mode |= 0o4000;
+    }
+    if go_mode & GO_MODE_SETGID != 0 {
+        mode |= 0o2000;
+    }
+    if go_mode & GO_MODE_STICKY != 0 {
+        mode |= 0o1000;
+    }
+    mode
+}
+
+pub(super) fn apply_metadata(path: &Path, meta: &Metadata, is_symlink: bool) -> io::Result<()> {
+    if meta.uid.is_some() || meta.gid.is_some() {
+        match std::os::unix::fs::lchown(path, meta.uid, meta.gid) {
+            // Only root may give files away; as any other user keep our ownership, like restic.
+            Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {}
+            other => other?,
+        }
+    }
+    if !is_symlink && let Some(mode) = meta.mode {
+        fs::set_permissions(path, fs::Permissions::from_mode(unix_permissions(mode)))?;
+    }
+    if let Some(mtime) = meta.mtime {
+        let to_filetime = |t: rustic_core::jiff::Timestamp| {
+            filetime::FileTime::from_unix_time(
+                t.as_second(),
+                u32::try_from(t.subsec_nanosecond()).unwrap_or(0),
+            )
+        };
+        let mtime = to_filetime(mtime);
+        let atime = meta.atime.map_or(mtime, to_filetime);
+        if is_symlink {
+            filetime::set_symlink_file_times(path, atime, mtime)?;
+        } else {
+            filetime::set_file_times(path, atime, mtime)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unix_permissions;
+
+    #[test]
+    fn go_file_modes_map_to_unix_permission_bits() {
+        assert_eq!(unix_permissions(0o644), 0o644);
+        assert_eq!(
+            unix_permissions((1 << 31) | 0o755),
+            0o755,
+            "the directory bit is not a permission"
+        );
+        assert_eq!(unix_permissions((1 << 23) | 0o755), 0o4755);
+        assert_eq!(unix_permissions((1 << 20) | 0o777), 0o1777);
+    }
+}
