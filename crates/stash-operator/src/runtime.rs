@@ -16,6 +16,7 @@ use crate::context::Context;
 use crate::controllers::backup_configuration;
 use crate::metrics::Metrics;
 use crate::server::{self, Health};
+use crate::webhook;
 
 /// Name of the operator in Events (`reportingController`).
 pub const REPORTING_CONTROLLER: &str = "stash-operator";
@@ -39,6 +40,19 @@ pub enum RunError {
         "failed to listen on {address} for /metrics, /healthz and /readyz; choose a free address with the metrics address flag"
     )]
     BindMetrics {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to load the admission webhook certificate")]
+    WebhookTls {
+        #[source]
+        source: webhook::tls::TlsError,
+    },
+    #[error(
+        "failed to listen on {address} for the admission webhooks; choose a free port with --secure-port"
+    )]
+    BindWebhook {
         address: SocketAddr,
         #[source]
         source: std::io::Error,
@@ -75,11 +89,8 @@ pub async fn run_with_client(
     config: OperatorConfig,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    if config.enable_mutating_webhook || config.enable_validating_webhook {
-        warn!(
-            "the admission webhooks are not served by this build; the controllers inject the sidecar instead"
-        );
-    }
+    let webhook_stop = shutdown.child_token();
+    let webhook = start_webhook(&client, &config, webhook_stop.clone()).await?;
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
     let listener = TcpListener::bind(config.metrics_address)
@@ -99,11 +110,48 @@ pub async fn run_with_client(
 
     let result = Box::pin(run_controllers(client, &config, metrics, &health, shutdown)).await;
     server_stop.cancel();
+    webhook_stop.cancel();
+    if let Some(webhook) = webhook {
+        let _ = webhook.await;
+    }
     let server_result = server
         .await
         .expect("the metrics server task does not panic");
     result?;
     server_result.map_err(|source| RunError::Serve { source })
+}
+
+/// Starts the admission webhook server when a webhook flag is on: HTTPS on the secure port, on the IP
+/// the metrics server listens on.
+async fn start_webhook(
+    client: &Client,
+    config: &OperatorConfig,
+    shutdown: CancellationToken,
+) -> Result<Option<tokio::task::JoinHandle<()>>, RunError> {
+    if !config.enable_mutating_webhook && !config.enable_validating_webhook {
+        return Ok(None);
+    }
+    let (Some(cert), Some(key)) = (&config.tls_cert_file, &config.tls_private_key_file) else {
+        return Err(RunError::WebhookTls {
+            source: webhook::tls::TlsError::Missing,
+        });
+    };
+    let tls =
+        webhook::tls::server_config(cert, key).map_err(|source| RunError::WebhookTls { source })?;
+    let address = SocketAddr::new(config.metrics_address.ip(), config.secure_port);
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| RunError::BindWebhook { address, source })?;
+    info!(%address, mutating = config.enable_mutating_webhook, validating = config.enable_validating_webhook, "serving the admission webhooks");
+    let router = webhook::server::router(webhook::WebhookState {
+        settings: config.settings(),
+        invokers: webhook::InvokerSource::Client(client.clone()),
+        mutating: config.enable_mutating_webhook,
+        validating: config.enable_validating_webhook,
+    });
+    Ok(Some(tokio::spawn(webhook::server::serve(
+        listener, tls, router, shutdown,
+    ))))
 }
 
 async fn run_controllers(
