@@ -1,0 +1,17 @@
+//! Code that runs inside pods started by the operator: one module per in-pod command.
+//!
+//! - [`create_backupsession`]: what the trigger CronJob runs on every tick (`stash create-backupsession
+//!   --invoker-kind=… --invoker-name=…`, spec §9.1): create the BackupSession of the invoker (§5.2).
+//!
+//! The CLI only parses Stash's flags and calls in here.
+
+// Kind names (BackupConfiguration, BackupSession, ...) are prose in these docs, not code.
+#![allow(clippy::doc_markdown)]
+
+pub mod create_backupsession;
+pub mod pod;
+
+pub use create_backupsession::{
+    BackupSessionRef, CreateBackupSession, CreateBackupSessionError, InvokerKind,
+};
+pub use pod::namespace_from_env;
