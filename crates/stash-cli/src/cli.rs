@@ -42,6 +42,9 @@ pub enum Command {
     Unlock(UnlockArgs),
     /// Show repository size and snapshot count.
     Stats(StatsArgs),
+    /// Run the operator: controllers, webhooks, metrics (Stash's chart calls it `run`).
+    #[command(alias = "run")]
+    Operator(crate::commands::operator::OperatorArgs),
     /// Print the `CustomResourceDefinitions` of every Stash kind (or write them with --output-dir).
     Crd(crate::commands::crd::CrdArgs),
     /// Check Stash manifests offline: schema, semantics and obsolete shapes (exit 1 on any error).
@@ -103,6 +106,13 @@ pub struct RepoArgs {
     /// Do not lock the repository (only for read-only media; unsafe with concurrent writers).
     #[arg(long, global = true)]
     pub no_lock: bool,
+    /// Trust the CA certificates in this PEM file for the backend's TLS (restic's --cacert;
+    /// Stash's `CA_CERT_DATA` Secret key is read from the environment too).
+    #[arg(long, env = "RESTIC_CACERT", global = true, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// Skip TLS certificate verification of the backend (restic's --insecure-tls; Stash's `insecureTLS`).
+    #[arg(long, global = true)]
+    pub insecure_tls: bool,
     /// Wait this long for another process's lock to go away (e.g. 5m, 30s).
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
     pub retry_lock: Option<std::time::Duration>,

@@ -5,6 +5,7 @@ mod check;
 pub mod crd;
 mod forget;
 mod init;
+pub mod operator;
 mod prune;
 mod repo;
 mod restore;
@@ -31,6 +32,7 @@ pub async fn dispatch(opts: Opts, cancel: &CancellationToken) -> anyhow::Result<
         Command::Check(args) => check::run(repo, &args, &control).await,
         Command::Unlock(args) => unlock::run(repo, &args, &control).await,
         Command::Stats(args) => stats::run(repo, &args, &control).await,
+        Command::Operator(args) => operator::run(&args, cancel).await,
         Command::Crd(args) => crd::run(&args),
         Command::Validate(args) => validate::run(&args, repo.json),
     }

@@ -15,7 +15,17 @@ pub fn engine(args: &RepoArgs) -> anyhow::Result<Engine> {
         .repo
         .as_deref()
         .context("no repository given: pass -r/--repo or set RESTIC_REPOSITORY")?;
-    let location = RepositoryLocation::from_env(repository)?;
+    let mut location = RepositoryLocation::from_env(repository)?;
+    if args.cacert.is_some() || args.insecure_tls {
+        let mut tls = location.config().tls.clone();
+        if let Some(path) = &args.cacert {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read --cacert `{}`", path.display()))?;
+            tls.ca_cert_pem = Some(pem);
+        }
+        tls.insecure_skip_verify |= args.insecure_tls;
+        location = location.with_tls(tls)?;
+    }
     let password = Password::resolve(args.password_file.as_deref())?;
     Ok(Engine::new(location, password)
         .with_cache_dir(args.cache_dir.clone())
