@@ -5,6 +5,7 @@
 //! `cargo build -p stash-cli` (the `stash` binary the pod runner executes) and
 //! `deploy/crds/`; a missing one fails the tests with the command to run.
 
+mod agent_create_backupsession;
 mod control_plane;
 mod job_runs_stash;
 mod operator_backup_configuration;
