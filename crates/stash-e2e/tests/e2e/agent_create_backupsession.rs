@@ -13,7 +13,7 @@ use stash_agent::create_backupsession::{
 };
 use stash_api::common::RetryConfig;
 use stash_api::labels;
-use stash_api::v1beta1::{BackupConfiguration, BackupSession};
+use stash_api::v1beta1::{BackupBatch, BackupConfiguration, BackupSession};
 use stash_testenv::{TestEnv, wait_for};
 
 use crate::TIMEOUT;
@@ -209,4 +209,62 @@ async fn create_backupsession_for_a_missing_backup_configuration_names_it_and_th
             .is_empty(),
         "no BackupSession without an invoker"
     );
+}
+
+const BATCH_EXAMPLE: &str =
+    include_str!("../../../stash-api/tests/fixtures/stash-examples/backupbatch.yaml");
+
+#[tokio::test]
+async fn create_backupsession_for_a_backup_batch_carries_the_batch_labels_and_the_defaulted_max_retry()
+ {
+    let env = TestEnv::shared().await;
+    let ns = env.namespace().await;
+    let mut batch: BackupBatch = serde_yaml::from_str(BATCH_EXAMPLE).unwrap();
+    batch.metadata.namespace = Some(ns.name().to_owned());
+    batch.metadata.labels = Some([("app".to_owned(), "wordpress".to_owned())].into());
+    // An empty retryConfig: the CRD defaults maxRetry to 1, as Stash's does.
+    batch.spec.retry_config = Some(RetryConfig::default());
+    let batch = Api::<BackupBatch>::namespaced(env.client(), &ns)
+        .create(&PostParams::default(), &batch)
+        .await
+        .expect("create the example BackupBatch");
+
+    let args = CreateBackupSession {
+        invoker_kind: InvokerKind::BackupBatch,
+        invoker_name: "deploy-backup-batch".to_owned(),
+        namespace: ns.name().to_owned(),
+    };
+    let created = create_backupsession::run(env.client(), &args)
+        .await
+        .expect("create-backupsession");
+    assert!(
+        created.name.starts_with("deploy-backup-batch-"),
+        "{created:?}"
+    );
+
+    let session = Api::<BackupSession>::namespaced(env.client(), &ns)
+        .get(&created.name)
+        .await
+        .expect("read the BackupSession back");
+    let session_labels = session.labels();
+    assert_eq!(session_labels["app"], "wordpress");
+    assert_eq!(session_labels[labels::LABEL_INVOKER_TYPE], "BackupBatch");
+    assert_eq!(
+        session_labels[labels::LABEL_INVOKER_NAME],
+        "deploy-backup-batch"
+    );
+    assert!(
+        !session_labels.contains_key(labels::LABEL_TARGET_KIND),
+        "a batch has one target per member, so no target labels: {session_labels:?}"
+    );
+    let owner = &session.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), Some(&owner.uid)),
+        ("BackupBatch", batch.metadata.uid.as_ref())
+    );
+    assert_eq!(
+        session.spec.invoker.as_ref().map(|i| i.kind.as_str()),
+        Some("BackupBatch")
+    );
+    assert_eq!(session.spec.retry_left, Some(1));
 }
