@@ -220,7 +220,7 @@ fn read_review(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, Box<Admis
 }
 
 fn reply(response: AdmissionResponse) -> Response {
-    match serde_json::to_vec(&response.into_review()) {
+    match review_json(response) {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
     }
@@ -294,4 +294,15 @@ async fn serve_connection(
             let _ = connection.await;
         }
     }
+}
+
+/// The AdmissionReview answering with `response`, as JSON: the patch as a base64 string, as the API
+/// server's Go types encode `[]byte` (kube serializes it as an array of numbers).
+pub fn review_json(response: AdmissionResponse) -> Result<Vec<u8>, serde_json::Error> {
+    let patch = response.patch.clone();
+    let mut review = serde_json::to_value(response.into_review())?;
+    if let (Some(patch), Some(slot)) = (patch, review.pointer_mut("/response/patch")) {
+        *slot = serde_json::to_value(k8s_openapi::ByteString(patch))?;
+    }
+    serde_json::to_vec(&review)
 }
