@@ -197,6 +197,25 @@ pub enum CreateBackupSessionError {
     },
 }
 
+impl CreateBackupSessionError {
+    /// Whether running the same command again may succeed without anyone changing anything: the API
+    /// server was unreachable, overloaded or timed out, or every name was taken. A missing invoker, a
+    /// refused permission or an invalid object stays so until someone fixes it.
+    #[must_use]
+    pub fn retryable(&self) -> bool {
+        match self {
+            Self::InvokerNotFound { .. } | Self::InvokerWithoutUid { .. } => false,
+            Self::NamesTaken { .. } => true,
+            Self::ReadInvoker { source, .. } | Self::CreateBackupSession { source, .. } => {
+                match source.as_ref() {
+                    kube::Error::Api(status) => status.code == 429 || status.code >= 500,
+                    _ => true,
+                }
+            }
+        }
+    }
+}
+
 /// `<invoker-name>-<unix-seconds>`, the invoker name cut so the whole fits [`MAX_NAME_LENGTH`]
 /// (kmodules' `meta.NameWithSuffix`, which Stash uses).
 #[must_use]
@@ -339,6 +358,10 @@ pub async fn run(
     let mut unix_seconds = jiff::Timestamp::now().as_second();
     let mut last_name = String::new();
     for attempt in 1..=MAX_NAME_ATTEMPTS {
+        if attempt > 1 {
+            unix_seconds += 1;
+            sleep_until_second(unix_seconds).await;
+        }
         let session = build_backup_session(&invoker, unix_seconds)?;
         let name = session.metadata.name.clone().unwrap_or_default();
         match api.create(&params, &session).await {
@@ -353,8 +376,6 @@ pub async fn run(
             Err(kube::Error::Api(status)) if status.code == 409 => {
                 warn!(attempt, taken = %name, "BackupSession name taken; trying the next second's name");
                 last_name = name;
-                unix_seconds += 1;
-                sleep_until_second(unix_seconds).await;
             }
             Err(source) => {
                 return Err(CreateBackupSessionError::CreateBackupSession {
@@ -523,6 +544,24 @@ mod tests {
                 .starts_with("BackupConfiguration demo/deployment-backup has no metadata.uid"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_missing_invoker_is_not_retryable_and_taken_names_are() {
+        let missing = CreateBackupSessionError::InvokerNotFound {
+            kind: InvokerKind::BackupConfiguration,
+            namespace: "demo".to_owned(),
+            name: "gone".to_owned(),
+        };
+        assert!(!missing.retryable());
+        let taken = CreateBackupSessionError::NamesTaken {
+            kind: InvokerKind::BackupConfiguration,
+            invoker: "deployment-backup".to_owned(),
+            namespace: "demo".to_owned(),
+            attempts: MAX_NAME_ATTEMPTS,
+            last_name: "deployment-backup-5".to_owned(),
+        };
+        assert!(taken.retryable());
     }
 
     #[test]
