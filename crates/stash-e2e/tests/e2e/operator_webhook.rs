@@ -72,6 +72,27 @@ async fn create_invoker(client: &Client, ns: &str) {
         .expect("create the BackupConfiguration of Stash's deployment example");
 }
 
+/// A mutating webhook for this namespace's Deployments, pointing at the in-process operator on
+/// loopback and trusting the test CA; `failurePolicy: Ignore` as Stash's chart has it.
+fn mutating_webhook(name: &str, ns: &str, port: u16, ca: &Ca) -> MutatingWebhookConfiguration {
+    let ca_bundle = k8s_openapi::ByteString(ca.cert_pem().into_bytes());
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "webhooks": [{
+            "name": "deployment.admission.stash.appscode.com",
+            "clientConfig": {"url": format!("https://127.0.0.1:{port}/mutate-workloads"), "caBundle": ca_bundle},
+            "rules": [{"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                       "resources": ["deployments"]}],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+            "failurePolicy": "Ignore",
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1", "v1beta1"],
+            "timeoutSeconds": 10,
+        }]
+    }))
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployment_created_after_its_backup_configuration_is_admitted_with_the_sidecar() {
     let env = TestEnv::shared().await;
@@ -107,22 +128,7 @@ async fn a_deployment_created_after_its_backup_configuration_is_admitted_with_th
     ));
 
     let name = format!("stash-e2e-{ns}");
-    let ca_bundle = k8s_openapi::ByteString(ca.cert_pem().into_bytes());
-    let webhook: MutatingWebhookConfiguration = serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "webhooks": [{
-            "name": "deployment.admission.stash.appscode.com",
-            "clientConfig": {"url": format!("https://127.0.0.1:{port}/mutate-workloads"), "caBundle": ca_bundle},
-            "rules": [{"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
-                       "resources": ["deployments"]}],
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
-            "failurePolicy": "Ignore",
-            "sideEffects": "None",
-            "admissionReviewVersions": ["v1", "v1beta1"],
-            "timeoutSeconds": 10,
-        }]
-    }))
-    .unwrap();
+    let webhook = mutating_webhook(&name, &ns, port, &ca);
     let webhooks = Api::<MutatingWebhookConfiguration>::all(client.clone());
     webhooks
         .create(&PostParams::default(), &webhook)
