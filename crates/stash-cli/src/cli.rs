@@ -45,6 +45,8 @@ pub enum Command {
     /// Run the operator: controllers, webhooks, metrics (Stash's chart calls it `run`).
     #[command(alias = "run")]
     Operator(crate::commands::operator::OperatorArgs),
+    /// Create a backup session for an invoker now (what the trigger cron job runs).
+    CreateBackupsession(crate::commands::create_backupsession::CreateBackupSessionArgs),
     /// Print the `CustomResourceDefinitions` of every Stash kind (or write them with --output-dir).
     Crd(crate::commands::crd::CrdArgs),
     /// Check Stash manifests offline: schema, semantics and obsolete shapes (exit 1 on any error).

@@ -3,6 +3,7 @@
 mod backup;
 mod check;
 pub mod crd;
+pub mod create_backupsession;
 mod forget;
 mod init;
 pub mod operator;
@@ -33,6 +34,7 @@ pub async fn dispatch(opts: Opts, cancel: &CancellationToken) -> anyhow::Result<
         Command::Unlock(args) => unlock::run(repo, &args, &control).await,
         Command::Stats(args) => stats::run(repo, &args, &control).await,
         Command::Operator(args) => operator::run(&args, cancel).await,
+        Command::CreateBackupsession(args) => create_backupsession::run(&args).await,
         Command::Crd(args) => crd::run(&args),
         Command::Validate(args) => validate::run(&args, repo.json),
     }

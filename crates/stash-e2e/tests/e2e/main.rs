@@ -13,6 +13,7 @@ mod operator_binary;
 mod operator_webhook;
 mod stash_examples;
 mod status_subresource;
+mod trigger_binary;
 
 use std::time::Duration;
 
