@@ -231,7 +231,7 @@ pub fn inject_init_container_into_workload(
             .applied_json()
             .map_err(|source| InjectInitContainerError::SerializeInvoker {
                 invoker: invoker.to_string(),
-                annotation: labels::ANNOTATION_LAST_APPLIED_RESTORE_INVOKER,
+                annotation: super::RESTORE_INVOKER_ANNOTATIONS.invoker_key(),
                 source,
             })?;
 
@@ -241,14 +241,11 @@ pub fn inject_init_container_into_workload(
         pod,
         image_pull_secrets(settings, invoker.kind().as_str(), invoker.name()),
     );
-    workload.set_template_annotation(
-        labels::ANNOTATION_LAST_APPLIED_RESTORE_INVOKER_HASH,
+    super::RESTORE_INVOKER_ANNOTATIONS.record(
+        workload,
+        applied,
+        invoker.kind().as_str(),
         target.spec_hash(),
-    );
-    workload.set_annotation(labels::ANNOTATION_LAST_APPLIED_RESTORE_INVOKER, applied);
-    workload.set_annotation(
-        labels::ANNOTATION_LAST_APPLIED_RESTORE_INVOKER_KIND,
-        invoker.kind().as_str().to_owned(),
     );
     workload.force_rolling_update();
     Ok(())
@@ -262,21 +259,13 @@ pub fn remove_init_container_from_workload(workload: &mut Workload, settings: &S
     if let Some((kind, name)) = recorded {
         remove_image_pull_secrets(pod, &image_pull_secrets(settings, kind.as_str(), &name));
     }
-    workload.remove_template_annotation(labels::ANNOTATION_LAST_APPLIED_RESTORE_INVOKER_HASH);
-    workload.remove_annotation(labels::ANNOTATION_LAST_APPLIED_RESTORE_INVOKER);
-    workload.remove_annotation(labels::ANNOTATION_LAST_APPLIED_RESTORE_INVOKER_KIND);
+    super::RESTORE_INVOKER_ANNOTATIONS.forget(workload);
     workload.force_rolling_update();
 }
 
 fn applied_invoker(workload: &Workload) -> Option<(RestoreInvokerKind, String)> {
-    let kind = RestoreInvokerKind::from_kind(
-        workload.annotation(labels::ANNOTATION_LAST_APPLIED_RESTORE_INVOKER_KIND)?,
-    )?;
-    let applied: Value =
-        serde_json::from_str(workload.annotation(labels::ANNOTATION_LAST_APPLIED_RESTORE_INVOKER)?)
-            .ok()?;
-    let name = applied.pointer("/metadata/name")?.as_str()?.to_owned();
-    Some((kind, name))
+    let (kind, name) = super::RESTORE_INVOKER_ANNOTATIONS.recorded(workload)?;
+    Some((RestoreInvokerKind::from_kind(kind)?, name))
 }
 
 #[cfg(test)]

@@ -363,6 +363,59 @@ fn managed_labels(component: &str) -> BTreeMap<String, String> {
     ])
 }
 
+/// The annotations that remember which invoker a workload carries (§8.2): the invoker's JSON and
+/// kind on the workload, the hash of its spec on the pod template (changing it rolls the pods).
+pub(crate) struct InvokerAnnotations {
+    invoker: &'static str,
+    kind: &'static str,
+    hash: &'static str,
+}
+
+pub(crate) const BACKUP_INVOKER_ANNOTATIONS: InvokerAnnotations = InvokerAnnotations {
+    invoker: labels::ANNOTATION_LAST_APPLIED_BACKUP_INVOKER,
+    kind: labels::ANNOTATION_LAST_APPLIED_BACKUP_INVOKER_KIND,
+    hash: labels::ANNOTATION_LAST_APPLIED_BACKUP_INVOKER_HASH,
+};
+
+pub(crate) const RESTORE_INVOKER_ANNOTATIONS: InvokerAnnotations = InvokerAnnotations {
+    invoker: labels::ANNOTATION_LAST_APPLIED_RESTORE_INVOKER,
+    kind: labels::ANNOTATION_LAST_APPLIED_RESTORE_INVOKER_KIND,
+    hash: labels::ANNOTATION_LAST_APPLIED_RESTORE_INVOKER_HASH,
+};
+
+impl InvokerAnnotations {
+    pub(crate) fn invoker_key(&self) -> &'static str {
+        self.invoker
+    }
+
+    pub(crate) fn record(
+        &self,
+        workload: &mut Workload,
+        applied: String,
+        kind: &str,
+        hash: String,
+    ) {
+        workload.set_template_annotation(self.hash, hash);
+        workload.set_annotation(self.invoker, applied);
+        workload.set_annotation(self.kind, kind.to_owned());
+    }
+
+    pub(crate) fn forget(&self, workload: &mut Workload) {
+        workload.remove_template_annotation(self.hash);
+        workload.remove_annotation(self.invoker);
+        workload.remove_annotation(self.kind);
+    }
+
+    /// Kind and name of the invoker recorded on `workload`.
+    pub(crate) fn recorded<'w>(&self, workload: &'w Workload) -> Option<(&'w str, String)> {
+        let kind = workload.annotation(self.kind)?;
+        let applied: serde_json::Value =
+            serde_json::from_str(workload.annotation(self.invoker)?).ok()?;
+        let name = applied.pointer("/metadata/name")?.as_str()?.to_owned();
+        Some((kind, name))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,6 @@
 //! loop, Stash issue #1308). Removal undoes exactly what injection added.
 
 use k8s_openapi::api::core::v1::{Container, PodSpec};
-use serde_json::Value;
 use stash_api::labels;
 use stash_api::v1alpha1::Repository;
 
@@ -195,7 +194,7 @@ pub fn inject_sidecar_into_workload(
             .applied_json()
             .map_err(|source| InjectSidecarError::SerializeInvoker {
                 invoker: invoker.to_string(),
-                annotation: labels::ANNOTATION_LAST_APPLIED_BACKUP_INVOKER,
+                annotation: super::BACKUP_INVOKER_ANNOTATIONS.invoker_key(),
                 source,
             })?;
 
@@ -205,14 +204,11 @@ pub fn inject_sidecar_into_workload(
         pod,
         image_pull_secrets(settings, invoker.kind().as_str(), invoker.name()),
     );
-    workload.set_template_annotation(
-        labels::ANNOTATION_LAST_APPLIED_BACKUP_INVOKER_HASH,
+    super::BACKUP_INVOKER_ANNOTATIONS.record(
+        workload,
+        applied,
+        invoker.kind().as_str(),
         target.spec_hash(),
-    );
-    workload.set_annotation(labels::ANNOTATION_LAST_APPLIED_BACKUP_INVOKER, applied);
-    workload.set_annotation(
-        labels::ANNOTATION_LAST_APPLIED_BACKUP_INVOKER_KIND,
-        invoker.kind().as_str().to_owned(),
     );
     workload.force_rolling_update();
     Ok(())
@@ -227,9 +223,7 @@ pub fn remove_sidecar_from_workload(workload: &mut Workload, settings: &Settings
     if let Some((kind, name)) = recorded {
         remove_image_pull_secrets(pod, &image_pull_secrets(settings, kind.as_str(), &name));
     }
-    workload.remove_template_annotation(labels::ANNOTATION_LAST_APPLIED_BACKUP_INVOKER_HASH);
-    workload.remove_annotation(labels::ANNOTATION_LAST_APPLIED_BACKUP_INVOKER);
-    workload.remove_annotation(labels::ANNOTATION_LAST_APPLIED_BACKUP_INVOKER_KIND);
+    super::BACKUP_INVOKER_ANNOTATIONS.forget(workload);
     workload.force_rolling_update();
 }
 
@@ -255,12 +249,6 @@ pub fn sidecar_is_current(
 
 /// The invoker kind and name recorded by the last injection, if readable.
 fn applied_invoker(workload: &Workload) -> Option<(BackupInvokerKind, String)> {
-    let kind = BackupInvokerKind::from_kind(
-        workload.annotation(labels::ANNOTATION_LAST_APPLIED_BACKUP_INVOKER_KIND)?,
-    )?;
-    let applied: Value =
-        serde_json::from_str(workload.annotation(labels::ANNOTATION_LAST_APPLIED_BACKUP_INVOKER)?)
-            .ok()?;
-    let name = applied.pointer("/metadata/name")?.as_str()?.to_owned();
-    Some((kind, name))
+    let (kind, name) = super::BACKUP_INVOKER_ANNOTATIONS.recorded(workload)?;
+    Some((BackupInvokerKind::from_kind(kind)?, name))
 }
