@@ -17,5 +17,24 @@ mod trigger_binary;
 
 use std::time::Duration;
 
+use kube::api::{Api, PostParams};
+use stash_api::v1alpha1::Repository;
+
 /// Generous: the machine has 2 cores shared with builds.
 pub const TIMEOUT: Duration = Duration::from_mins(2);
+
+/// The Repository `gcs-repo` that Stash's `BackupConfiguration` examples name (never dialled: the
+/// operator only reads it), with its storage Secret `gcs-secret`.
+pub async fn create_gcs_repository(client: &kube::Client, ns: &str) {
+    let repository: Repository = serde_json::from_value(serde_json::json!({
+        "apiVersion": "stash.appscode.com/v1alpha1", "kind": "Repository",
+        "metadata": {"name": "gcs-repo"},
+        "spec": {"backend": {"gcs": {"bucket": "stash-testing", "prefix": "/demo/deployment"},
+                             "storageSecretName": "gcs-secret"}}
+    }))
+    .expect("a valid Repository");
+    Api::<Repository>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &repository)
+        .await
+        .expect("create Repository gcs-repo");
+}

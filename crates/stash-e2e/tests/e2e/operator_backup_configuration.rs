@@ -16,7 +16,6 @@ use serde_json::json;
 use stash_api::condition::{ConditionStatus, ConditionType};
 use stash_api::labels;
 use stash_api::phase::BackupInvokerPhase;
-use stash_api::v1alpha1::Repository;
 use stash_api::v1beta1::BackupConfiguration;
 use stash_operator::{CancellationToken, LeaderElection, OperatorConfig};
 use stash_testenv::{TestEnv, servers, wait_for};
@@ -83,17 +82,7 @@ impl Operator {
 
 async fn create_objects(client: &Client, ns: &str, with_secret: bool) -> BackupConfiguration {
     let pp = PostParams::default();
-    let repository: Repository = serde_json::from_value(json!({
-        "apiVersion": "stash.appscode.com/v1alpha1", "kind": "Repository",
-        "metadata": {"name": "gcs-repo"},
-        "spec": {"backend": {"gcs": {"bucket": "stash-testing", "prefix": "/demo/deployment"},
-                             "storageSecretName": "gcs-secret"}}
-    }))
-    .unwrap();
-    Api::<Repository>::namespaced(client.clone(), ns)
-        .create(&pp, &repository)
-        .await
-        .expect("create Repository gcs-repo");
+    crate::create_gcs_repository(client, ns).await;
     if with_secret {
         create_secret(client, ns).await;
     }

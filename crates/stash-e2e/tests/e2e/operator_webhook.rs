@@ -14,7 +14,6 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use stash_api::v1alpha1::Repository;
 use stash_api::v1beta1::BackupConfiguration;
 use stash_operator::{CancellationToken, OperatorConfig};
 use stash_testenv::certs::Ca;
@@ -53,17 +52,7 @@ fn has_sidecar(template: Option<&k8s_openapi::api::core::v1::PodTemplateSpec>) -
 
 async fn create_invoker(client: &Client, ns: &str) {
     let pp = PostParams::default();
-    let repository: Repository = serde_json::from_value(json!({
-        "apiVersion": "stash.appscode.com/v1alpha1", "kind": "Repository",
-        "metadata": {"name": "gcs-repo"},
-        "spec": {"backend": {"gcs": {"bucket": "stash-testing", "prefix": "/demo/deployment"},
-                             "storageSecretName": "gcs-secret"}}
-    }))
-    .unwrap();
-    Api::<Repository>::namespaced(client.clone(), ns)
-        .create(&pp, &repository)
-        .await
-        .expect("create Repository gcs-repo");
+    crate::create_gcs_repository(client, ns).await;
     let mut bc: BackupConfiguration = serde_yaml::from_str(EXAMPLE).unwrap();
     bc.metadata.namespace = Some(ns.to_owned());
     Api::<BackupConfiguration>::namespaced(client.clone(), ns)
