@@ -13,6 +13,7 @@ pub mod condition;
 pub mod crd;
 pub mod labels;
 pub mod phase;
+pub mod units;
 pub mod v1alpha1;
 pub mod v1beta1;
 pub mod validation;

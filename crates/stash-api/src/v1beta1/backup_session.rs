@@ -126,6 +126,32 @@ pub struct HostBackupStats {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshots: Option<Vec<SnapshotStats>>,
+    /// Live progress of the host while it runs, kept with the final figures (a stash-rs addition;
+    /// Stash's clients ignore it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<HostProgress>,
+}
+
+/// How far a host is: what the agent writes into its stats entry at most every few seconds while it
+/// backs up or restores, so a slow run can be told from a hung one.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostProgress {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_done: Option<u64>,
+    /// Unknown until the size scan of the source has finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_total: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_done: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_total: Option<u64>,
+    /// Seconds left at the current rate; absent while the total is unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta_seconds: Option<u64>,
+    /// When the agent wrote these figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Time>,
 }
 
 /// One snapshot taken for a host.

@@ -17,7 +17,7 @@ pub use backup_configuration::{
 };
 pub use backup_session::{
     BackupInvokerRef, BackupSession, BackupSessionSpec, BackupSessionStatus, BackupTargetStatus,
-    FileStats, HostBackupStats, SnapshotStats,
+    FileStats, HostBackupStats, HostProgress, SnapshotStats,
 };
 pub use function::{Function, FunctionSpec};
 pub use restore_batch::{

@@ -129,4 +129,7 @@ pub struct HostRestoreStats {
     pub duration: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Live progress of the restore (a stash-rs addition, as for backups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<super::HostProgress>,
 }
