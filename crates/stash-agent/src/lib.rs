@@ -3,6 +3,10 @@
 //! - [`create_backupsession`]: what the trigger CronJob runs on every tick (`stash create-backupsession
 //!   --invoker-kind=… --invoker-name=…`, spec §9.1): create the BackupSession of the invoker (§5.2).
 //!
+//! - [`repository`]: a Repository and its storage Secret, read through the API, to an engine.
+//!
+//! - [`restore`]: the `stash-init` init-container (`stash restore --invoker-kind=RestoreSession …`, §10).
+//!
 //! The CLI only parses Stash's flags and calls in here.
 
 // Kind names (BackupConfiguration, BackupSession, ...) are prose in these docs, not code.
@@ -10,6 +14,8 @@
 
 pub mod create_backupsession;
 pub mod pod;
+pub mod repository;
+pub mod restore;
 
 pub use create_backupsession::{
     BackupSessionRef, CreateBackupSession, CreateBackupSessionError, InvokerKind,
