@@ -12,14 +12,14 @@ pub struct SessionLabels {
     pub namespace: String,
     /// `Restic` or `VolumeSnapshotter`.
     pub driver: String,
-    /// Name of the Repository; `None` for the VolumeSnapshotter driver, which has none.
+    /// Name of the Repository; `None` for the `VolumeSnapshotter` driver, which has none.
     pub repository: Option<String>,
 }
 
 /// What was backed up or restored: target and host metrics add these to [`SessionLabels`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TargetLabels {
-    /// `Deployment`, `StatefulSet`, …; `PersistentVolumeClaim` for the VolumeSnapshotter driver.
+    /// `Deployment`, `StatefulSet`, …; `PersistentVolumeClaim` for the `VolumeSnapshotter` driver.
     pub kind: String,
     /// API group of the target (`apps`), empty for the core group.
     pub group: String,
@@ -151,6 +151,9 @@ mod tests {
             .into_iter()
             .map(|(name, _)| name)
             .collect();
-        assert_eq!(names, ["invoker_kind", "invoker_name", "namespace", "driver"]);
+        assert_eq!(
+            names,
+            ["invoker_kind", "invoker_name", "namespace", "driver"]
+        );
     }
 }

@@ -8,7 +8,10 @@ const LEGACY_PREFIX: &str = "stash_";
 const V2022_PREFIXES: [(&str, &str); 5] = [
     ("stash_backup_session_", "stash_appscode_com_backupsession_"),
     ("stash_backup_", "stash_appscode_com_backupsession_"),
-    ("stash_restore_session_", "stash_appscode_com_restoresession_"),
+    (
+        "stash_restore_session_",
+        "stash_appscode_com_restoresession_",
+    ),
     ("stash_restore_", "stash_appscode_com_restoresession_"),
     ("stash_repository_", "stash_appscode_com_repository_"),
 ];
@@ -111,6 +114,7 @@ pub(crate) fn count(n: usize) -> f64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp, reason = "gauge values in tests are exact in f64")]
 mod tests {
     use super::*;
 
@@ -145,7 +149,8 @@ mod tests {
     #[test]
     fn extra_labels_are_added_without_overriding_the_fixed_ones() {
         let labels = [("namespace".to_owned(), "demo".to_owned())];
-        let mut metrics = Metric::legacy_and_v2022("stash_repository_size_bytes", "h", &labels, 1.0);
+        let mut metrics =
+            Metric::legacy_and_v2022("stash_repository_size_bytes", "h", &labels, 1.0);
         add_labels(
             &mut metrics,
             &[

@@ -58,8 +58,8 @@ pub enum PushError {
 
     #[error(
         "the Pushgateway at {url} rejected the metrics with HTTP {status}: {body}; a 400 means \
-         they clash with metrics already in the gateway (same name, other help or type), which \
-         deleting the group or restarting the gateway clears"
+         they clash with metrics another client pushed there (same name, another type), which \
+         deleting that group (DELETE /metrics/job/<job>) clears"
     )]
     Rejected {
         url: String,
@@ -228,7 +228,10 @@ mod tests {
             "http://127.0.0.1:9091/metrics/job/backupconfiguration-demo-deployment-backup"
         );
         assert_eq!(
-            gateway.group_url("job-a", &[("hostname", "host-0"), ("path", "/a b"), ("e", "")]),
+            gateway.group_url(
+                "job-a",
+                &[("hostname", "host-0"), ("path", "/a b"), ("e", "")]
+            ),
             "http://127.0.0.1:9091/metrics/job/job-a/hostname/host-0/path@base64/L2EgYg/e@base64/="
         );
         let prefixed = Pushgateway::new("http://gw.example:56789/push").unwrap();
@@ -243,7 +246,10 @@ mod tests {
         for bad in ["127.0.0.1:9091", "ftp://gw:21", "http://", "not a url"] {
             let err = Pushgateway::new(bad).unwrap_err();
             let message = err.to_string();
-            assert!(matches!(err, PushError::InvalidUrl { .. }), "{bad}: {message}");
+            assert!(
+                matches!(err, PushError::InvalidUrl { .. }),
+                "{bad}: {message}"
+            );
             assert!(message.contains(bad), "{message}");
             assert!(message.contains("--pushgateway-url"), "{message}");
         }

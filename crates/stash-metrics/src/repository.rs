@@ -84,6 +84,7 @@ pub fn metrics(
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp, reason = "gauge values in tests are exact in f64")]
 mod tests {
     use super::*;
 

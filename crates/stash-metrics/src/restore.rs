@@ -104,26 +104,28 @@ pub fn host(l: &SessionLabels, t: &TargetLabels, stats: &HostRestoreStats) -> Ve
     if !succeeded {
         return metrics;
     }
-    match stats.duration.as_deref().and_then(parse_go_duration) {
-        Some(seconds) => push(
-            &mut metrics,
-            HOST_RESTORE_DURATION_SECONDS,
-            "Indicates the total time taken to complete the restore process for a host",
-            &labels,
-            seconds,
-        ),
-        None => tracing::warn!(
+    let Some(seconds) = stats.duration.as_deref().and_then(parse_go_duration) else {
+        tracing::warn!(
             invoker = %l.invoker_name,
             namespace = %l.namespace,
             host = hostname,
             duration = ?stats.duration,
             "the restore duration in the session status does not parse; its metric is not pushed"
-        ),
-    }
+        );
+        return metrics;
+    };
+    push(
+        &mut metrics,
+        HOST_RESTORE_DURATION_SECONDS,
+        "Indicates the total time taken to complete the restore process for a host",
+        &labels,
+        seconds,
+    );
     metrics
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp, reason = "gauge values in tests are exact in f64")]
 mod tests {
     use super::*;
     use crate::metric::v2022_name;
@@ -173,10 +175,16 @@ mod tests {
     #[test]
     fn a_failed_restore_session_or_target_pushes_only_success_zero() {
         let metrics = session(&session_labels(), false, Duration::from_secs(30), 1);
-        assert_eq!(names(&metrics), [SESSION_SUCCESS, &v2022_name(SESSION_SUCCESS)]);
+        assert_eq!(
+            names(&metrics),
+            [SESSION_SUCCESS, &v2022_name(SESSION_SUCCESS)]
+        );
         assert!(metrics.iter().all(|m| m.value == 0.0));
         let metrics = target(&session_labels(), &target_labels(), false, 3);
-        assert_eq!(names(&metrics), [TARGET_SUCCESS, &v2022_name(TARGET_SUCCESS)]);
+        assert_eq!(
+            names(&metrics),
+            [TARGET_SUCCESS, &v2022_name(TARGET_SUCCESS)]
+        );
         assert!(metrics.iter().all(|m| m.value == 0.0));
     }
 

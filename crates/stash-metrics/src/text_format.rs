@@ -154,6 +154,7 @@ fn invalid(metric: &Metric, reason: String) -> InvalidMetric {
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp, reason = "gauge values in tests are exact in f64")]
 mod tests {
     use super::*;
     use crate::labels::pair;
@@ -187,7 +188,10 @@ mod tests {
             1.0,
         )])
         .unwrap();
-        assert!(body.contains("stash_a{name=\"we\\\"ird\\\\\"} 1\n"), "{body}");
+        assert!(
+            body.contains("stash_a{name=\"we\\\"ird\\\\\"} 1\n"),
+            "{body}"
+        );
     }
 
     #[test]
