@@ -163,7 +163,8 @@ async fn job_whose_pod_runs_stash_init_and_backup_completes_and_the_snapshot_res
         String::from_utf8_lossy(&out.stderr),
         logs().await
     );
-    let restored = target.path().join(data.strip_prefix("/").unwrap());
+    // The pod saw the hostPath at its mountPath: the snapshot holds /source/data.
+    let restored = target.path().join("source/data");
     assert_eq!(
         std::fs::read_to_string(restored.join("hello.txt")).unwrap(),
         "hello from the e2e test\n"

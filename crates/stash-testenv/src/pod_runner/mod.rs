@@ -13,19 +13,22 @@
 //!   container is reported Running without being executed.
 //! - Maps volumes to directories under its work directory: emptyDir, Secret,
 //!   `ConfigMap` and downwardAPI → a per-pod directory; PVC → one directory per
-//!   claim; hostPath → `<work>/hostpath/<path>`. Container paths cannot be
-//!   mounted without a mount namespace, so a path in an arg or env value that
-//!   starts with a `mountPath` is rewritten to the host directory, and the whole
-//!   map is passed as JSON in `STASH_TESTENV_MOUNTS` (`{"<mountPath>": "<dir>"}`)
-//!   for paths a process reads from elsewhere.
+//!   claim; hostPath → `<work>/hostpath/<path>`. Each stash container runs in a
+//!   mount namespace of its own with every volumeMount bind-mounted at its
+//!   `mountPath` (`subPath` and `readOnly` honoured; Secret, `ConfigMap` and
+//!   downwardAPI volumes read-only), as a kubelet would: see `mounts`. Args,
+//!   env and paths are passed as written in the pod.
 //! - Reports pod status like the kubelet: Running and Ready, then Succeeded or
 //!   Failed with each container's exit code; restarts per `restartPolicy`.
 //! - Acts as the kubelet on deletion: stops the processes and deletes the pod
 //!   with grace period 0.
 //!
-//! The processes get `KUBECONFIG` (the admin kubeconfig) instead of a
-//! service-account token, so agents reach the API as admin.
+//! The processes get `KUBECONFIG` (the admin kubeconfig, bound at
+//! [`ADMIN_KUBECONFIG`]) instead of a service-account token, so agents reach the
+//! API as admin. Their working directory is the container's `workingDir` or `/`,
+//! `HOME` is `/`, and `/tmp` is the host's unless the pod mounts a volume there.
 
+mod mounts;
 mod pod;
 mod resolve;
 
@@ -59,6 +62,10 @@ pub fn is_stash_image(image: &str) -> bool {
     repo == "stash"
 }
 
+/// Where stash containers find the admin kubeconfig (`KUBECONFIG`): a directory bound
+/// read-only into their mount namespace, outside any path a pod mounts a volume at.
+pub const ADMIN_KUBECONFIG: &str = "/var/run/secrets/stash-testenv/kubeconfig";
+
 /// Configuration of a [`PodRunner`].
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -67,7 +74,7 @@ pub struct Config {
     pub stash_bin: PathBuf,
     /// Root of volumes, pod directories and container logs.
     pub work_dir: PathBuf,
-    /// Passed to processes as `KUBECONFIG`.
+    /// The admin kubeconfig, seen by processes at [`ADMIN_KUBECONFIG`] (set as `KUBECONFIG`).
     pub kubeconfig: Option<PathBuf>,
 }
 
@@ -115,6 +122,15 @@ impl PodRunner {
                 path: dir.clone(),
                 source,
             })?;
+        }
+        if let Some(kc) = &cfg.kubeconfig {
+            let copy = admin_credentials(&cfg.work_dir).source;
+            std::fs::create_dir_all(&copy)
+                .and_then(|()| std::fs::copy(kc, copy.join("kubeconfig")))
+                .map_err(|source| RunnerError::WorkDir {
+                    path: copy.clone(),
+                    source,
+                })?;
         }
         register_node(&client, &cfg.node_name)
             .await
@@ -172,6 +188,19 @@ impl PodRunner {
     pub fn container_log(&self, namespace: &str, pod: &str, container: &str) -> String {
         std::fs::read_to_string(self.container_log_path(namespace, pod, container))
             .unwrap_or_default()
+    }
+}
+
+/// The host directory holding the admin kubeconfig, and where containers see it.
+fn admin_credentials(work: &Path) -> mounts::BindMount {
+    mounts::BindMount {
+        source: work.join("credentials").join("admin"),
+        target: Path::new(ADMIN_KUBECONFIG)
+            .parent()
+            .expect("an absolute file path")
+            .display()
+            .to_string(),
+        read_only: true,
     }
 }
 

@@ -11,6 +11,7 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use super::mounts;
 use super::resolve::{self, ResolveError};
 use super::{Config, is_stash_image};
 use crate::process::{Proc, Spec};
@@ -151,57 +152,48 @@ impl PodRun {
         }
     }
 
-    /// Starts a stash container as a process, or explains why it cannot run.
+    /// Starts a stash container as a process in a mount namespace of its own, or explains
+    /// why it cannot run.
     async fn start(
         &self,
         c: &Container,
         volumes: &BTreeMap<String, Result<PathBuf, ResolveError>>,
     ) -> Result<Proc, String> {
-        let mounts = resolve::mounts(c, volumes).map_err(|e| e.to_string())?;
+        let mut binds = resolve::mounts(c, &self.pod, volumes).map_err(|e| e.to_string())?;
         let env = resolve::env(&self.client, &self.pod, c, &self.pod_ip)
             .await
             .map_err(|e| e.to_string())?;
-        let args = resolve::stash_args(c, &env, &mounts).map_err(|e| e.to_string())?;
-        let home = self.pod_dir.join("home").join(&c.name);
-        let tmp = self.pod_dir.join("tmp").join(&c.name);
+        let args = resolve::stash_args(c, &env).map_err(|e| e.to_string())?;
         let logs = self.pod_dir.join("logs");
-        for d in [&home, &tmp, &logs] {
-            std::fs::create_dir_all(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
-        }
+        std::fs::create_dir_all(&logs).map_err(|e| format!("creating {}: {e}", logs.display()))?;
         let mut spec = Spec::new(
             format!("{}/{}/{}", self.ns, self.name, c.name),
             &self.cfg.stash_bin,
             logs.join(format!("{}.log", c.name)),
         );
-        spec.args = args;
         spec.clear_env = true;
-        spec.env.push(("HOME".into(), home.display().to_string()));
-        spec.env.push(("TMPDIR".into(), tmp.display().to_string()));
+        // What a container runtime sets when the image's user has no home directory.
+        spec.env.push(("HOME".into(), "/".into()));
         for pass in ["RUST_LOG", "RUST_BACKTRACE"] {
             if let Ok(v) = std::env::var(pass) {
                 spec.env.push((pass.into(), v));
             }
         }
-        if let Some(kc) = &self.cfg.kubeconfig {
+        if self.cfg.kubeconfig.is_some() {
+            // Bound into the namespace like a kubelet's credentials, so no volume (an emptyDir
+            // at /tmp, say) can hide the run directory's copy.
+            binds.push(super::admin_credentials(&self.cfg.work_dir));
             spec.env
-                .push(("KUBECONFIG".into(), kc.display().to_string()));
+                .push(("KUBECONFIG".into(), super::ADMIN_KUBECONFIG.to_owned()));
         }
-        let map: BTreeMap<&str, String> = mounts
-            .iter()
-            .map(|(m, d)| (m.as_str(), d.display().to_string()))
-            .collect();
-        spec.env.push((
-            "STASH_TESTENV_MOUNTS".into(),
-            serde_json::to_string(&map).unwrap_or_default(),
-        ));
-        spec.env.extend(
-            env.iter()
-                .map(|(k, v)| (k.clone(), resolve::rewrite_path(v, &mounts))),
-        );
-        spec.cwd = Some(match c.working_dir.as_deref() {
-            Some(w) if !w.is_empty() => PathBuf::from(resolve::rewrite_path(w, &mounts)),
-            _ => home,
-        });
+        spec.env.extend(env);
+        mounts::check(&binds, &[&self.cfg.stash_bin])?;
+        let workdir = c
+            .working_dir
+            .as_deref()
+            .filter(|w| !w.is_empty())
+            .unwrap_or("/");
+        (spec.program, spec.args) = mounts::wrap(&binds, workdir, &self.cfg.stash_bin, &args);
         let proc = Proc::spawn(spec)
             .map_err(|e| format!("starting {}: {e}", self.cfg.stash_bin.display()))?;
         tracing::debug!(namespace = %self.ns, pod = %self.name, container = %c.name, pid = proc.pid(), "started container");

@@ -1,6 +1,7 @@
 //! What the kubelet computes before starting a container: environment
 //! (downward API, Secret and `ConfigMap` references, `$(VAR)` expansion),
-//! volumes as host directories, and the container's command line.
+//! volumes as host directories and the container's mounts of them, and the container's
+//! command line.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,8 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, ObjectFieldSelector, Pod, Secret, Volume};
 use kube::Client;
 use kube::api::Api;
+
+use super::mounts::BindMount;
 
 /// Why a container cannot run here; becomes the pod's failure message.
 #[derive(Debug, thiserror::Error)]
@@ -361,73 +364,74 @@ async fn volume(
     }
 }
 
-/// Container mount path → host directory (subPath applied), longest mount path first.
+/// The container's volume mounts as bind mounts (subPath applied, created if missing). Secret,
+/// `ConfigMap` and downwardAPI volumes are read-only, as the kubelet mounts them.
 pub fn mounts(
     c: &Container,
+    pod: &Pod,
     volumes: &BTreeMap<String, Result<PathBuf, ResolveError>>,
-) -> Result<Vec<(String, PathBuf)>, ResolveError> {
+) -> Result<Vec<BindMount>, ResolveError> {
+    let err = |volume: &str, reason: String| ResolveError::Volume {
+        volume: volume.to_owned(),
+        reason,
+    };
     let mut out = Vec::new();
     for m in c.volume_mounts.iter().flatten() {
         let dir = match volumes.get(&m.name) {
             Some(Ok(dir)) => dir.clone(),
-            Some(Err(e)) => {
-                return Err(ResolveError::Volume {
-                    volume: m.name.clone(),
-                    reason: e.to_string(),
-                });
-            }
-            None => {
-                return Err(ResolveError::Volume {
-                    volume: m.name.clone(),
-                    reason: "not defined in the pod".into(),
-                });
-            }
+            Some(Err(e)) => return Err(err(&m.name, e.to_string())),
+            None => return Err(err(&m.name, "not defined in the pod".into())),
         };
-        let dir = match m.sub_path.as_deref() {
+        let source = match m.sub_path.as_deref() {
             Some(sub) if !sub.is_empty() => {
-                let d = dir.join(sub);
-                let _ = std::fs::create_dir_all(&d);
+                let sub_path = Path::new(sub);
+                if sub_path.is_absolute()
+                    || sub_path
+                        .components()
+                        .any(|c| c == std::path::Component::ParentDir)
+                {
+                    return Err(err(
+                        &m.name,
+                        format!("subPath {sub:?} must be a relative path without '..'"),
+                    ));
+                }
+                let d = dir.join(sub_path);
+                if !d.exists() {
+                    // The kubelet creates a missing subPath as a directory.
+                    std::fs::create_dir_all(&d)
+                        .map_err(|e| err(&m.name, format!("creating {}: {e}", d.display())))?;
+                }
                 d
             }
             _ => dir,
         };
-        out.push((m.mount_path.trim_end_matches('/').to_owned(), dir));
+        let read_only = m.read_only.unwrap_or(false) || always_read_only(pod, &m.name);
+        out.push(BindMount {
+            source,
+            target: m.mount_path.clone(),
+            read_only,
+        });
     }
-    out.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
     Ok(out)
 }
 
-/// Rewrites a container path (or `--flag=<path>`) that lies under a mount to the host directory.
-#[must_use]
-pub fn rewrite_path(s: &str, mounts: &[(String, PathBuf)]) -> String {
-    if let Some((flag, value)) = s.split_once('=')
-        && flag.starts_with('-')
-    {
-        return format!("{flag}={}", rewrite_path(value, mounts));
-    }
-    for (mp, dir) in mounts {
-        if mp.is_empty() {
-            continue;
-        }
-        if s == mp {
-            return dir.display().to_string();
-        }
-        if let Some(rest) = s.strip_prefix(mp.as_str())
-            && rest.starts_with('/')
-        {
-            return format!("{}{rest}", dir.display());
-        }
-    }
-    s.to_owned()
+/// Whether the kubelet mounts the volume read-only whatever the mount says.
+fn always_read_only(pod: &Pod, volume: &str) -> bool {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .find(|v| v.name == volume)
+        .is_some_and(|v| {
+            v.secret.is_some()
+                || v.config_map.is_some()
+                || v.downward_api.is_some()
+                || v.projected.is_some()
+        })
 }
 
 /// The arguments for the stash binary: `command[1..] + args` (or `args` without a command),
-/// `$(VAR)`-expanded and path-rewritten.
-pub fn stash_args(
-    c: &Container,
-    env: &[(String, String)],
-    mounts: &[(String, PathBuf)],
-) -> Result<Vec<String>, ResolveError> {
+/// `$(VAR)`-expanded.
+pub fn stash_args(c: &Container, env: &[(String, String)]) -> Result<Vec<String>, ResolveError> {
     let mut argv: Vec<String> = Vec::new();
     if let Some(cmd) = c.command.as_ref().filter(|c| !c.is_empty()) {
         let exe = Path::new(&cmd[0])
@@ -447,10 +451,7 @@ pub fn stash_args(
         argv.extend(cmd[1..].iter().cloned());
     }
     argv.extend(c.args.iter().flatten().cloned());
-    Ok(argv
-        .iter()
-        .map(|a| rewrite_path(&expand(a, env), mounts))
-        .collect())
+    Ok(argv.iter().map(|a| expand(a, env)).collect())
 }
 
 #[cfg(test)]
@@ -468,31 +469,17 @@ mod tests {
     }
 
     #[test]
-    fn paths_under_a_mount_are_rewritten_and_others_are_kept() {
-        let mounts = vec![
-            ("/data/sub".to_owned(), PathBuf::from("/h/sub")),
-            ("/data".to_owned(), PathBuf::from("/h/data")),
-        ];
-        assert_eq!(rewrite_path("/data", &mounts), "/h/data");
-        assert_eq!(rewrite_path("/data/a/b", &mounts), "/h/data/a/b");
-        assert_eq!(rewrite_path("/data/sub/c", &mounts), "/h/sub/c");
-        assert_eq!(rewrite_path("--repo=/data/r", &mounts), "--repo=/h/data/r");
-        assert_eq!(rewrite_path("/database", &mounts), "/database");
-        assert_eq!(rewrite_path("backup", &mounts), "backup");
-    }
-
-    #[test]
     fn commands_other_than_stash_are_refused() {
         let c: Container =
             serde_yaml::from_str("{name: c, image: stash-rs/stash:test, command: [sh, -c, ls]}")
                 .unwrap();
-        assert!(stash_args(&c, &[], &[]).is_err());
+        assert!(stash_args(&c, &[]).is_err());
         let c: Container = serde_yaml::from_str(
             "{name: c, image: stash-rs/stash:test, command: [/stash], args: [backup, $(X)]}",
         )
         .unwrap();
         assert_eq!(
-            stash_args(&c, &[("X".into(), "/d".into())], &[]).unwrap(),
+            stash_args(&c, &[("X".into(), "/d".into())]).unwrap(),
             ["backup", "/d"]
         );
     }
