@@ -7,13 +7,9 @@
 
 mod agent_create_backupsession;
 mod control_plane;
-mod deploy_manifests;
-mod helm_chart;
 mod job_runs_stash;
 mod operator_backup_configuration;
-mod operator_backup_session;
 mod operator_binary;
-mod operator_restore_session;
 mod operator_webhook;
 mod pod_volumes;
 mod stash_examples;
