@@ -1,0 +1,22 @@
+//! The `stash-init` init-container (`stash restore --invoker-kind=RestoreSession --invoker-name=…`,
+//! §10): every pod of the target restores its own host from the Repository into the original
+//! absolute paths before the workload's containers start, and reports it in the RestoreSession.
+//!
+//! - [`options`]: Stash's flags and the pod's environment.
+//! - [`host`]: which host this pod restores (§8.5).
+//! - [`rules`]: which snapshots that host restores (§2.4).
+//! - [`leader`]: one restorer at a time per workload (the restore Lease).
+//! - [`status`]: the host's `stats[]` entry.
+//! - [`metrics`]: the host's gauges to the Pushgateway.
+//! - [`run`]: the whole run, in that order.
+
+pub mod host;
+pub mod leader;
+pub mod metrics;
+pub mod options;
+pub mod rules;
+pub mod run;
+pub mod status;
+
+pub use options::{RestoreInvokerKind, RestoreOptions, TargetWorkload, UnknownRestoreInvokerKind};
+pub use run::{Outcome, RestoreError, run};
