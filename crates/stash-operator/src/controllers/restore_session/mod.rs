@@ -265,47 +265,52 @@ async fn reconcile_apply(rs: Arc<RestoreSession>, ctx: &Context) -> Result<Actio
     report.injection = InjectionOutcome::Injected {
         workload: valid.workload.to_string(),
     };
-    let total = rs
-        .status
-        .as_ref()
-        .and_then(|s| s.total_hosts)
-        .unwrap_or(resources.total_hosts);
+    Box::pin(track_hosts(&rs, ctx, report, resources.total_hosts, now)).await
+}
+
+/// Running (session protocol step 4): waits for every host's final `stats[]` entry or the deadline,
+/// then pushes the metrics and writes the final phase.
+async fn track_hosts(
+    rs: &RestoreSession,
+    ctx: &Context,
+    mut report: Report<'_>,
+    total_hosts: i32,
+    now: Timestamp,
+) -> Result<Action, ReconcileError> {
+    let status = rs.status.as_ref();
+    let total = status.and_then(|s| s.total_hosts).unwrap_or(total_hosts);
     report.total_hosts = Some(total);
-    let deadline = rs
-        .status
-        .as_ref()
+    let deadline = status
         .and_then(|s| s.session_deadline.as_ref())
         .map(|t| t.0)
-        .or_else(|| completion::deadline(&rs));
+        .or_else(|| completion::deadline(rs));
     report.deadline = deadline;
-    let hosts = HostCounts::of(&rs, total);
+    let hosts = HostCounts::of(rs, total);
 
     let Some(done) = completion::completion(hosts, deadline, now) else {
-        let status = status::desired_status(&rs, &report, hosts, now);
+        let status = status::desired_status(rs, &report, hosts, now);
+        let workload = match &report.injection {
+            InjectionOutcome::Injected { workload } => workload.as_str(),
+            _ => "the workload",
+        };
         let note = format!(
-            "stash-init is the first init-container of {}; waiting for {total} host(s) to restore",
-            valid.workload
+            "stash-init is the first init-container of {workload}; waiting for {total} host(s) to restore"
         );
-        status::write(
-            ctx,
-            &rs,
-            status,
-            (EventType::Normal, "RestoreSessionRunning", note),
-        )
-        .await?;
-        ctx.reset_backoff(&key(&rs));
+        let event = (EventType::Normal, "RestoreSessionRunning", note);
+        status::write(ctx, rs, status, event).await?;
+        ctx.reset_backoff(&key(rs));
         let until_deadline = deadline
             .and_then(|d| Duration::try_from(now.duration_until(d)).ok())
             .map_or(RESYNC, |d| d.min(RESYNC) + Duration::from_millis(100));
         return Ok(Action::requeue(until_deadline));
     };
 
-    let elapsed = completion::elapsed(&rs, now);
+    let elapsed = completion::elapsed(rs, now);
     let deadline_exceeded = done == Completion::DeadlineExceeded;
     let succeeded = !deadline_exceeded && hosts.failed == 0;
     let pushed = metrics::push(
         &ctx.settings.pushgateway_url,
-        &rs,
+        rs,
         RestoreOutcome {
             succeeded,
             duration: elapsed,
@@ -318,10 +323,10 @@ async fn reconcile_apply(rs: Arc<RestoreSession>, ctx: &Context) -> Result<Actio
         deadline_exceeded,
         duration: format_go_duration(elapsed),
     });
-    let status = status::desired_status(&rs, &report, hosts, now);
-    let event = final_event(&rs, status.phase, hosts, &report);
-    status::write(ctx, &rs, status, event).await?;
-    ctx.reset_backoff(&key(&rs));
+    let status = status::desired_status(rs, &report, hosts, now);
+    let event = final_event(rs, status.phase, hosts, &report);
+    status::write(ctx, rs, status, event).await?;
+    ctx.reset_backoff(&key(rs));
     Ok(Action::await_change())
 }
 

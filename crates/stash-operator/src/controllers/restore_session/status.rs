@@ -232,10 +232,10 @@ fn finish_conditions(finish: &Finish) -> Vec<Condition> {
 /// Running otherwise.
 #[must_use]
 pub fn phase(conditions: &[Condition], hosts: HostCounts) -> RestorePhase {
-    let has = |t, s| conditions.iter().any(|c| c.type_ == t && c.status == s);
-    let exists = |t| conditions.iter().any(|c| c.type_ == t);
     use ConditionStatus::{False, True};
     use ConditionType as T;
+    let has = |t, s| conditions.iter().any(|c| c.type_ == t && c.status == s);
+    let exists = |t| conditions.iter().any(|c| c.type_ == t);
     if conditions.is_empty() {
         return RestorePhase::Pending;
     }
