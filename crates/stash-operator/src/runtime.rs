@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use crate::config::{LeaderElection, OperatorConfig};
 use crate::context::Context;
-use crate::controllers::backup_configuration;
+use crate::controllers::{backup_configuration, restore_session};
 use crate::metrics::Metrics;
 use crate::server::{self, Health};
 use crate::webhook;
@@ -190,8 +190,26 @@ async fn start_controllers(
     };
     let recorder = Recorder::new(client.clone(), reporter);
     let context_client = client.clone();
-    info!(namespace = ?config.watch_namespace, "starting the BackupConfiguration controller");
-    Box::pin(backup_configuration::run(
+    let restore_session_controller = restore_session::run(
+        client.clone(),
+        config.watch_namespace.clone(),
+        {
+            let (client, settings, metrics, recorder) = (
+                client.clone(),
+                settings.clone(),
+                Arc::clone(&metrics),
+                recorder.clone(),
+            );
+            // It reads no BackupConfiguration: an empty cache.
+            move |repositories| {
+                let no_bcs = kube::runtime::reflector::store().0;
+                Context::new(client, settings, metrics, recorder, no_bcs, repositories)
+            }
+        },
+        shutdown.clone(),
+    );
+    info!(namespace = ?config.watch_namespace, "starting the BackupConfiguration and RestoreSession controllers");
+    let backup_configuration_controller = backup_configuration::run(
         client,
         config.watch_namespace.clone(),
         move |bcs, repositories| {
@@ -205,9 +223,12 @@ async fn start_controllers(
             )
         },
         shutdown,
-    ))
-    .await;
-    info!("the BackupConfiguration controller stopped");
+    );
+    tokio::join!(
+        Box::pin(backup_configuration_controller),
+        Box::pin(restore_session_controller)
+    );
+    info!("the BackupConfiguration and RestoreSession controllers stopped");
 }
 
 /// Waits for the Lease, runs the controllers while holding it, and releases it on shutdown.
