@@ -5,6 +5,9 @@
 //!
 //! - [`repository`]: a Repository and its storage Secret, read through the API, to an engine.
 //!
+//! - [`run_backup`]: the `stash` sidecar (`stash run-backup`, §8.4–§8.6): backs up its host for each
+//!   BackupSession of its invoker and runs the post-backup actions when it finishes last.
+//!
 //! - [`restore`]: the `stash-init` init-container (`stash restore --invoker-kind=RestoreSession …`, §10).
 //!
 //! The CLI only parses Stash's flags and calls in here.
@@ -16,6 +19,7 @@ pub mod create_backupsession;
 pub mod pod;
 pub mod repository;
 pub mod restore;
+pub mod run_backup;
 
 pub use create_backupsession::{
     BackupSessionRef, CreateBackupSession, CreateBackupSessionError, InvokerKind,
