@@ -10,6 +10,7 @@ mod control_plane;
 mod job_runs_stash;
 mod operator_backup_configuration;
 mod operator_binary;
+mod operator_restore_session;
 mod operator_webhook;
 mod pod_volumes;
 mod stash_examples;
