@@ -179,14 +179,29 @@ pub struct SnapshotFilterArgs {
     pub tags: Vec<String>,
 }
 
+/// `stash restore` in two forms: restic's standalone restore (`SNAPSHOT --target DIR`), and, when
+/// `--invoker-name` or `--invoker-kind` is given, the `stash-init` init-container's restore of a
+/// RestoreSession (§10) with the flags the operator injects.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// Snapshot id (or prefix), or `latest`.
-    #[arg(value_name = "SNAPSHOT")]
-    pub snapshot: String,
-    /// Directory to restore into; each snapshot path is recreated below it.
-    #[arg(short, long, value_name = "DIR")]
-    pub target: PathBuf,
+    /// Snapshot id (or prefix), or `latest` (not with --invoker-name).
+    #[arg(
+        value_name = "SNAPSHOT",
+        required_unless_present_any = IN_POD_FLAGS,
+        conflicts_with_all = IN_POD_FLAGS
+    )]
+    pub snapshot: Option<String>,
+    /// Directory to restore into; each snapshot path is recreated below it (not with --invoker-name).
+    #[arg(
+        short,
+        long,
+        value_name = "DIR",
+        required_unless_present_any = IN_POD_FLAGS,
+        conflicts_with_all = IN_POD_FLAGS
+    )]
+    pub target: Option<PathBuf>,
+    #[command(flatten)]
+    pub in_pod: InPodRestoreArgs,
     #[command(flatten)]
     pub filter: SnapshotFilterArgs,
     /// Restore only entries matching this pattern (repeatable).
@@ -201,6 +216,68 @@ pub struct RestoreArgs {
     /// Accepted for restic compatibility: restores are sparse unless --no-sparse.
     #[arg(long, hide = true)]
     pub sparse: bool,
+}
+
+/// The flags that make `stash restore` the init-container's restore.
+const IN_POD_FLAGS: [&str; 2] = ["invoker_name", "invoker_kind"];
+
+/// The init-container form of `stash restore`, with the flags Stash's operator passes (§10).
+// The bools are Stash's independent `--flag=true|false` switches; kind names are plain words in --help.
+#[allow(clippy::struct_excessive_bools, clippy::doc_markdown)]
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Init-container restore (what the operator's stash-init runs)")]
+pub struct InPodRestoreArgs {
+    /// Kind of the invoker whose restore this pod performs: RestoreSession.
+    #[arg(long, value_name = "KIND", requires = "invoker_name")]
+    pub invoker_kind: Option<String>,
+    /// Name of the RestoreSession, in the pod's namespace (v0.9's --restore-session is accepted).
+    #[arg(long, alias = "restore-session", value_name = "NAME")]
+    pub invoker_name: Option<String>,
+    /// Namespace of the invoker (default: the pod's, from `MY_POD_NAMESPACE` or the service account,
+    /// then --target-namespace).
+    #[arg(long, value_name = "NAMESPACE", requires = "invoker_name")]
+    pub namespace: Option<String>,
+    /// Kind of the workload restored into (default: the RestoreSession's spec.target.ref).
+    #[arg(long, value_name = "KIND", requires = "invoker_name")]
+    pub target_kind: Option<String>,
+    /// Name of the workload restored into (default: the RestoreSession's spec.target.ref).
+    #[arg(long, value_name = "NAME", requires = "invoker_name")]
+    pub target_name: Option<String>,
+    /// Namespace of the workload restored into (it is the invoker's).
+    #[arg(long, value_name = "NAMESPACE", requires = "invoker_name")]
+    pub target_namespace: Option<String>,
+    /// Keep restic's cache in the scratch directory (`tempDir.disableCaching` turns it off).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub enable_cache: bool,
+    /// Parallel connections to the backend (0: the Repository's setting).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_connections: usize,
+    /// Push the host's restore metrics to --pushgateway-url.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub metrics_enabled: bool,
+    /// The Pushgateway the operator runs beside itself.
+    #[arg(long, value_name = "URL")]
+    pub pushgateway_url: Option<String>,
+    /// Accepted for Stash compatibility: the API server address comes from the in-cluster config.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub use_kubeapiserver_fqdn_for_aks: bool,
+    /// Deprecated (Stash ≤ v0.17): the storage Secret is read through the API; accepted and ignored.
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub secret_dir: Option<PathBuf>,
+    /// Log verbosity as Stash's `--v` (accepted; use -v or `RUST_LOG` for stash-rs's own logs).
+    #[arg(long = "v", value_name = "LEVEL")]
+    pub klog_level: Option<u8>,
+}
+
+impl InPodRestoreArgs {
+    /// Whether this is the init-container's restore rather than restic's.
+    #[must_use]
+    pub fn is_present(&self) -> bool {
+        self.invoker_name.is_some() || self.invoker_kind.is_some()
+    }
 }
 
 #[derive(Debug, Args)]
