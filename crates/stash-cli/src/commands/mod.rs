@@ -10,6 +10,7 @@ pub mod operator;
 mod prune;
 mod repo;
 mod restore;
+pub mod run_backup;
 mod snapshots;
 mod stats;
 mod unlock;
@@ -35,6 +36,7 @@ pub async fn dispatch(opts: Opts, cancel: &CancellationToken) -> anyhow::Result<
         Command::Stats(args) => stats::run(repo, &args, &control).await,
         Command::Operator(args) => operator::run(&args, cancel).await,
         Command::CreateBackupsession(args) => create_backupsession::run(&args).await,
+        Command::RunBackup(args) => run_backup::run(&args, cancel).await,
         Command::Crd(args) => crd::run(&args),
         Command::Validate(args) => validate::run(&args, repo.json),
     }
