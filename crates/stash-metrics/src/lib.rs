@@ -3,7 +3,9 @@
 //! Backup and restore code builds gauges with [`backup`], [`restore`] and [`repository`] from
 //! [`SessionLabels`] / [`TargetLabels`] and session status, and pushes them with
 //! [`Pushgateway::push`] to the job [`job_name`] (`<lowercase invoker kind>-<namespace>-<name>`),
-//! with "add" (`POST`) semantics: a push replaces only the metrics of the names it carries.
+//! with "add" (`POST`) semantics: a push replaces only the metrics of the names it carries, so
+//! hosts of one target push into their own group ([`Pushgateway::push_grouped`] with
+//! `("hostname", host)`) or the last host's samples replace the others'.
 //!
 //! - All metrics are gauges. On failure only the `*_success` gauge is pushed, with value 0;
 //!   durations, counts and times only on success.

@@ -130,7 +130,9 @@ impl Pushgateway {
 
     /// Adds `metrics` to the group of `job` (`POST /metrics/job/<job>`): samples with the names
     /// pushed replace that group's samples of those names; all other metrics stay. Nothing is
-    /// sent for an empty slice.
+    /// sent for an empty slice. Host metrics of a target with several hosts (`StatefulSet`,
+    /// `DaemonSet`) replace each other here: push those with [`Pushgateway::push_grouped`] and
+    /// `("hostname", host)`, which keeps one group per host under the same `job`.
     pub async fn push(&self, job: &str, metrics: &[Metric]) -> Result<(), PushError> {
         self.push_grouped(job, &[], metrics).await
     }
