@@ -278,8 +278,13 @@ async fn track_hosts(
     now: Timestamp,
 ) -> Result<Action, ReconcileError> {
     let status = rs.status.as_ref();
-    let total = status.and_then(|s| s.total_hosts).unwrap_or(total_hosts);
-    report.total_hosts = Some(total);
+    // A DaemonSet whose pods are not scheduled yet has no host: `totalHosts` waits for one, since the
+    // agent starts restoring once it is set and a total of 0 would never complete.
+    let total = status
+        .and_then(|s| s.total_hosts)
+        .filter(|t| *t > 0)
+        .unwrap_or(total_hosts);
+    report.total_hosts = (total > 0).then_some(total);
     let deadline = status
         .and_then(|s| s.session_deadline.as_ref())
         .map(|t| t.0)

@@ -292,7 +292,7 @@ pub fn desired_status(
     let phase = phase(&conditions, hosts);
     RestoreSessionStatus {
         phase: Some(phase),
-        total_hosts: old.total_hosts.or(report.total_hosts),
+        total_hosts: old.total_hosts.filter(|t| *t > 0).or(report.total_hosts),
         session_duration: old
             .session_duration
             .or_else(|| report.finish.as_ref().map(|f| f.duration.clone())),
@@ -457,6 +457,25 @@ mod tests {
         let mut conditions = injected();
         conditions.push(c(T::MetricsPushed, True));
         assert_eq!(phase(&conditions, hosts(2, 1, 0)), RestorePhase::Unknown);
+    }
+
+    #[test]
+    fn a_total_of_zero_hosts_is_replaced_once_there_are_hosts() {
+        let rs: RestoreSession = serde_yaml::from_str(
+            "apiVersion: stash.appscode.com/v1beta1\nkind: RestoreSession\nmetadata:\n  name: r\n  namespace: demo\nspec: {}\nstatus:\n  totalHosts: 0\n",
+        )
+        .unwrap();
+        let deref = Dereferenced::default();
+        let report = Report {
+            deref: &deref,
+            problems: None,
+            injection: InjectionOutcome::NotApplicable,
+            total_hosts: Some(2),
+            deadline: None,
+            finish: None,
+        };
+        let status = desired_status(&rs, &report, hosts(2, 0, 0), Timestamp::UNIX_EPOCH);
+        assert_eq!(status.total_hosts, Some(2));
     }
 
     #[test]
