@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use crate::config::{LeaderElection, OperatorConfig};
 use crate::context::Context;
-use crate::controllers::{backup_configuration, restore_session};
+use crate::controllers::{backup_configuration, backup_session, restore_session};
 use crate::metrics::Metrics;
 use crate::server::{self, Health};
 use crate::webhook;
@@ -208,6 +208,20 @@ async fn start_controllers(
         },
         shutdown.clone(),
     );
+    let backup_session_controller = backup_session::run(
+        client.clone(),
+        config.watch_namespace.clone(),
+        // It reads the invokers from the API server, not from a cache: empty ones.
+        Context::new(
+            client.clone(),
+            settings.clone(),
+            Arc::clone(&metrics),
+            recorder.clone(),
+            kube::runtime::reflector::store().0,
+            kube::runtime::reflector::store().0,
+        ),
+        shutdown.clone(),
+    );
     info!(namespace = ?config.watch_namespace, "starting the BackupConfiguration and RestoreSession controllers");
     let backup_configuration_controller = backup_configuration::run(
         client,
@@ -226,7 +240,8 @@ async fn start_controllers(
     );
     tokio::join!(
         Box::pin(backup_configuration_controller),
-        Box::pin(restore_session_controller)
+        Box::pin(restore_session_controller),
+        Box::pin(backup_session_controller)
     );
     info!("the BackupConfiguration and RestoreSession controllers stopped");
 }

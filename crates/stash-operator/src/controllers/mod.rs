@@ -1,4 +1,5 @@
 //! The reconcilers, one module per kind, each a pipeline dereference → validate → build → apply → status.
 
 pub mod backup_configuration;
+pub mod backup_session;
 pub mod restore_session;
