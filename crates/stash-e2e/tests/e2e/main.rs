@@ -10,6 +10,7 @@ mod agent_restore;
 mod control_plane;
 mod job_runs_stash;
 mod operator_backup_configuration;
+mod operator_backup_session;
 mod operator_binary;
 mod operator_restore_session;
 mod operator_webhook;
