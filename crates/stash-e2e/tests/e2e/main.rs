@@ -6,6 +6,7 @@
 //! `deploy/crds/`; a missing one fails the tests with the command to run.
 
 mod agent_create_backupsession;
+mod agent_run_backup;
 mod agent_restore;
 mod control_plane;
 mod job_runs_stash;
