@@ -106,8 +106,13 @@ async fn create_deployment(client: &Client, ns: &str) {
 
 /// Stash's Deployment restore example, in this namespace.
 async fn create_restore_session(client: &Client, ns: &str) {
+    create_restore_session_with_timeout(client, ns, None).await;
+}
+
+async fn create_restore_session_with_timeout(client: &Client, ns: &str, time_out: Option<&str>) {
     let mut rs: RestoreSession = serde_yaml::from_str(EXAMPLE).unwrap();
     rs.metadata.namespace = Some(ns.to_owned());
+    rs.spec.time_out = time_out.map(str::to_owned);
     Api::<RestoreSession>::namespaced(client.clone(), ns)
         .create(&PostParams::default(), &rs)
         .await
@@ -429,6 +434,47 @@ async fn a_restore_session_waits_pending_for_its_missing_repository_and_fails_wh
             .any(|s| s.contains(&job) && s.ends_with(" 0")),
         "{success:?}"
     );
+    delete_and_wait(&sessions).await;
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn a_restore_session_whose_host_does_not_report_within_its_timeout_fails_with_deadline_exceeded()
+ {
+    let env = TestEnv::shared().await;
+    let ns = env.namespace().await;
+    let client = env.client();
+    let pushgateway = tokio::task::spawn_blocking(Pushgateway::start)
+        .await
+        .unwrap();
+    crate::create_gcs_repository(&client, &ns).await;
+    create_secret(&client, &ns).await;
+    create_deployment(&client, &ns).await;
+    create_restore_session_with_timeout(&client, &ns, Some("5s")).await;
+    let operator = Operator::start(client.clone(), &ns, pushgateway.url());
+    let sessions = Api::<RestoreSession>::namespaced(client.clone(), &ns);
+
+    let rs = wait_for_phase(
+        &sessions,
+        RestorePhase::Failed,
+        "the operator probably did not requeue the session at its deadline",
+    )
+    .await;
+    let status = rs.status.clone().unwrap();
+    let created = rs.metadata.creation_timestamp.clone().unwrap().0;
+    let deadline = status.session_deadline.clone().expect("sessionDeadline").0;
+    assert_eq!(deadline.duration_since(created).as_secs(), 5, "{status:?}");
+    assert!(status.session_duration.is_some(), "{status:?}");
+    for type_ in [
+        ConditionType::DeadlineExceeded,
+        ConditionType::MetricsPushed,
+    ] {
+        assert_eq!(
+            condition(&rs, type_).map(|c| c.0),
+            Some(ConditionStatus::True),
+            "{type_:?} in {status:?}"
+        );
+    }
     delete_and_wait(&sessions).await;
     operator.stop().await;
 }
