@@ -9,6 +9,7 @@ mod agent_create_backupsession;
 mod agent_run_backup;
 mod agent_restore;
 mod control_plane;
+mod deploy_manifests;
 mod job_runs_stash;
 mod operator_backup_configuration;
 mod operator_backup_session;

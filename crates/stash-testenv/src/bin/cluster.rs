@@ -1,17 +1,67 @@
-//! `stash-testenv-cluster --dir <state-dir>`: the test control plane and pod
-//! runner for a person, in the foreground until SIGTERM or SIGINT.
-//! `scripts/cluster up` runs it in the background.
+//! `stash-testenv-cluster --dir <state-dir>`: the test control plane, pod
+//! runner, a Pushgateway on loopback and the stash operator installed from
+//! `deploy/` (`deploy/embedded/install`, so the pod runner runs the operator's
+//! pod as a local `stash operator` process), for a person, in the foreground
+//! until SIGTERM or SIGINT. `scripts/cluster up` runs it in the background.
 //!
-//! Writes into the state directory: `env` (one line, `export KUBECONFIG=…`,
-//! written once ready), `pids` (`<pid> <name>` of every process it started),
-//! and the run directory `run/` (kubeconfig, certificates, `logs/`, `node/`).
+//! Writes into the state directory: `env` (`export KUBECONFIG=…` and
+//! `export STASH_PUSHGATEWAY_URL=…`, written once the operator is Ready),
+//! `pids` (`<pid> <name>` of every process it started), and the run directory
+//! `run/` (kubeconfig, certificates, `logs/`, `node/`; the operator's log is
+//! `node/pods/kube-system/<pod>/logs/operator.log`).
 
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 
-use stash_testenv::{Options, TestEnv, error_chain, process};
+use stash_testenv::pushgateway::Pushgateway;
+use stash_testenv::{Options, TestEnv, error_chain, paths, process, servers};
+
+/// Runs `deploy/embedded/install` against `env`: the CRDs and the operator from `deploy/`, its
+/// webhooks and metrics on free loopback ports, pushing to `pushgateway_url`; returns once the
+/// operator answers `/readyz`.
+fn install_operator(env: &TestEnv, pushgateway_url: &str) -> Result<(), String> {
+    let secure_port = servers::free_port();
+    let metrics_port = std::iter::repeat_with(servers::free_port)
+        .find(|&p| p != secure_port)
+        .expect("an endless iterator finds a second free port");
+    let script = paths::repo_root().join("deploy/embedded/install");
+    let status = Command::new(&script)
+        .args(["--pushgateway-url", pushgateway_url])
+        .args(["--secure-port", &secure_port.to_string()])
+        .args(["--metrics-port", &metrics_port.to_string()])
+        .env("KUBECONFIG", env.kubeconfig_path())
+        .env("KUBECTL", env.control_plane().bin_dir().join("kubectl"))
+        .stdout(std::process::Stdio::inherit())
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} failed ({status}); its output is above",
+            script.display()
+        ))
+    }
+}
+
+/// Blocks until SIGTERM (`scripts/cluster down`) or SIGINT.
+fn wait_for_stop_signal() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("signal runtime");
+    rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    });
+}
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -58,13 +108,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let pushgateway = Pushgateway::start();
+    if let Err(e) = install_operator(&env, &pushgateway.url()) {
+        eprintln!("stash-testenv-cluster: error: installing the operator from deploy/: {e}");
+        return ExitCode::FAILURE;
+    }
     let pids = process::live_children()
         .iter()
         .fold(String::new(), |mut out, (pid, name)| {
             let _ = writeln!(out, "{pid} {name}");
             out
         });
-    let line = format!("export KUBECONFIG={}\n", env.kubeconfig_path().display());
+    let line = format!(
+        "export KUBECONFIG={}\nexport STASH_PUSHGATEWAY_URL={}\n",
+        env.kubeconfig_path().display(),
+        pushgateway.url()
+    );
     let write = |name: &str, text: &str| -> std::io::Result<()> {
         let tmp = dir.join(format!(".{name}.tmp"));
         std::fs::File::create(&tmp)?.write_all(text.as_bytes())?;
@@ -78,29 +137,19 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     eprintln!(
-        "stash-testenv-cluster: ready in {:.1}s at {} (node {}, logs in {})",
+        "stash-testenv-cluster: ready in {:.1}s at {} (node {}, logs in {}, Pushgateway {}, operator in kube-system)",
         env.started_in().as_secs_f64(),
         env.control_plane().api_url(),
         env.pod_runner().node_name(),
-        env.control_plane().log_dir().display()
+        env.control_plane().log_dir().display(),
+        pushgateway.url()
     );
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("signal runtime");
-    rt.block_on(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-    });
+    wait_for_stop_signal();
     eprintln!("stash-testenv-cluster: stopping");
     let _ = std::fs::remove_file(dir.join("env"));
     drop(env);
+    drop(pushgateway);
     let left = process::live_children();
     if !left.is_empty() {
         eprintln!("stash-testenv-cluster: error: still running after stop: {left:?}");
