@@ -10,6 +10,7 @@ mod agent_run_backup;
 mod agent_restore;
 mod control_plane;
 mod deploy_manifests;
+mod helm_chart;
 mod job_runs_stash;
 mod operator_backup_configuration;
 mod operator_backup_session;
