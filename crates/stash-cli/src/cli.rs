@@ -183,7 +183,7 @@ pub struct SnapshotFilterArgs {
 
 /// `stash restore` in two forms: restic's standalone restore (`SNAPSHOT --target DIR`), and, when
 /// `--invoker-name` or `--invoker-kind` is given, the `stash-init` init-container's restore of a
-/// RestoreSession (§10) with the flags the operator injects.
+/// `RestoreSession` (§10) with the flags the operator injects.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     /// Snapshot id (or prefix), or `latest` (not with --invoker-name).

@@ -1,5 +1,5 @@
 //! `stash restore`: restic's restore of a snapshot into a directory, or, with `--invoker-name`, the
-//! `stash-init` init-container's restore of a RestoreSession (§10), which `stash_agent::restore`
+//! `stash-init` init-container's restore of a `RestoreSession` (§10), which `stash_agent::restore`
 //! carries out.
 
 use anyhow::Context;
