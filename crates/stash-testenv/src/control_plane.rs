@@ -18,6 +18,8 @@ use crate::process::{Proc, SpawnError, Spec};
 pub const CONTROLLERS: &str =
     "*,-node-lifecycle-controller,-taint-eviction-controller,-node-ipam-controller";
 
+const SERVING_CA_FILE: &str = "serving-ca.crt";
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
@@ -140,7 +142,7 @@ impl ControlPlane {
         let w = |f: &str, c: &str| certs::write(&cert_dir, f, c);
         w("apiserver.crt", &serving.cert_pem)?;
         w("apiserver.key", &serving.key_pem)?;
-        let serving_ca_file = w("serving-ca.crt", &serving_ca.cert_pem())?;
+        let serving_ca_file = w(SERVING_CA_FILE, &serving_ca.cert_pem())?;
         let client_ca_file = w("client-ca.crt", &client_ca.cert_pem())?;
         let sa_pub = w("sa-signer.crt", &sa_signer.cert_pem)?;
         let sa_key = w("sa-signer.key", &sa_signer.key_pem)?;
@@ -172,8 +174,12 @@ impl ControlPlane {
                 format!("--service-account-signing-key-file={}", p(&sa_key)),
                 "--service-cluster-ip-range=10.0.0.0/24".into(),
                 "--allow-privileged=true".into(),
-                // No kubelet: nothing creates the not-ready taint's remover, and
-                // pods must not race the default ServiceAccount.
+                // No kubelet: nothing creates the not-ready taint's remover. The
+                // ServiceAccount plugin stays off: it would refuse pods created before the
+                // KCM made their namespace's `default` ServiceAccount and add a projected
+                // token volume to every pod; the pod runner hands out service-account
+                // credentials itself (PodIdentity::ServiceAccount: a TokenRequest bound to
+                // the pod), which needs only the --service-account-* flags above.
                 "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition".into(),
                 // Endpoints validation forbids loopback addresses.
                 "--endpoint-reconciler-type=none".into(),
@@ -310,6 +316,23 @@ impl ControlPlane {
     #[must_use]
     pub fn api_url(&self) -> &str {
         &self.api_url
+    }
+
+    /// The API server's port on 127.0.0.1 (`KUBERNETES_SERVICE_PORT` of pods).
+    #[must_use]
+    pub fn api_port(&self) -> u16 {
+        self.api_url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the API server URL ends in its port")
+    }
+
+    /// The CA of the API server's serving certificate (a pod's `ca.crt`; the certificate has
+    /// IP SAN 127.0.0.1).
+    #[must_use]
+    pub fn serving_ca_file(&self) -> PathBuf {
+        self.dir.join("certs").join(SERVING_CA_FILE)
     }
 
     #[must_use]

@@ -266,6 +266,11 @@ impl TestEnv {
                             stash_bin,
                             work_dir: dir.join("node"),
                             kubeconfig: Some(cp.kubeconfig_path().to_path_buf()),
+                            identity: pod_runner::PodIdentity::default(),
+                            in_cluster: Some(pod_runner::InCluster {
+                                port: cp.api_port(),
+                                ca_file: cp.serving_ca_file(),
+                            }),
                         },
                     )
                     .await?,

@@ -17,6 +17,7 @@ mod operator_backup_session;
 mod operator_binary;
 mod operator_restore_session;
 mod operator_webhook;
+mod pod_identity;
 mod pod_volumes;
 mod stash_examples;
 mod status_subresource;

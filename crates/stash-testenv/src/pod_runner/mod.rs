@@ -23,14 +23,20 @@
 //! - Acts as the kubelet on deletion: stops the processes and deletes the pod
 //!   with grace period 0.
 //!
-//! The processes get `KUBECONFIG` (the admin kubeconfig, bound at
-//! [`ADMIN_KUBECONFIG`]) instead of a service-account token, so agents reach the
-//! API as admin. Their working directory is the container's `workingDir` or `/`,
+//! With [`PodIdentity::Admin`] (the default) the processes get `KUBECONFIG` (the
+//! admin kubeconfig, bound at [`ADMIN_KUBECONFIG`]), so agents reach the API as
+//! admin. With [`PodIdentity::ServiceAccount`] they get what a kubelet gives a
+//! pod: a `TokenRequest` token for the pod's service account, bound to the pod,
+//! with `ca.crt` and `namespace` at [`SERVICE_ACCOUNT_DIR`], and
+//! `KUBERNETES_SERVICE_HOST`/`KUBERNETES_SERVICE_PORT`, so RBAC applies. Their working directory is the container's `workingDir` or `/`,
 //! `HOME` is `/`, and `/tmp` is the host's unless the pod mounts a volume there.
 
+mod identity;
 mod mounts;
 mod pod;
 mod resolve;
+
+pub use identity::{IDENTITY_ANNOTATION, InCluster, PodIdentity, SERVICE_ACCOUNT_DIR};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -76,6 +82,10 @@ pub struct Config {
     pub work_dir: PathBuf,
     /// The admin kubeconfig, seen by processes at [`ADMIN_KUBECONFIG`] (set as `KUBECONFIG`).
     pub kubeconfig: Option<PathBuf>,
+    /// Whose credentials stash containers get (a pod's [`IDENTITY_ANNOTATION`] overrides it).
+    pub identity: PodIdentity,
+    /// The API server as pods reach it; needed for [`PodIdentity::ServiceAccount`].
+    pub in_cluster: Option<InCluster>,
 }
 
 /// Handle to the running pod runner (the watch loop lives on the runtime it was started on).
@@ -181,6 +191,14 @@ impl PodRunner {
             .join(pod)
             .join("logs")
             .join(format!("{container}.log"))
+    }
+
+    /// The service-account token the runner gave a pod (`None` if it has none), as the pod's
+    /// processes read it from [`SERVICE_ACCOUNT_DIR`].
+    #[must_use]
+    pub fn service_account_token(&self, namespace: &str, pod: &str) -> Option<String> {
+        let dir = self.cfg.work_dir.join("pods").join(namespace).join(pod);
+        std::fs::read_to_string(dir.join("serviceaccount").join("token")).ok()
     }
 
     /// A container's log so far (empty if it never ran).

@@ -11,6 +11,7 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use super::identity::{self, PodIdentity};
 use super::mounts;
 use super::resolve::{self, ResolveError};
 use super::{Config, is_stash_image};
@@ -179,12 +180,34 @@ impl PodRun {
                 spec.env.push((pass.into(), v));
             }
         }
-        if self.cfg.kubeconfig.is_some() {
-            // Bound into the namespace like a kubelet's credentials, so no volume (an emptyDir
-            // at /tmp, say) can hide the run directory's copy.
-            binds.push(super::admin_credentials(&self.cfg.work_dir));
-            spec.env
-                .push(("KUBECONFIG".into(), super::ADMIN_KUBECONFIG.to_owned()));
+        match PodIdentity::of(&self.pod, self.cfg.identity)? {
+            PodIdentity::Admin if self.cfg.kubeconfig.is_some() => {
+                // Bound into the namespace like a kubelet's credentials, so no volume (an
+                // emptyDir at /tmp, say) can hide the run directory's copy.
+                binds.push(super::admin_credentials(&self.cfg.work_dir));
+                spec.env
+                    .push(("KUBECONFIG".into(), super::ADMIN_KUBECONFIG.to_owned()));
+            }
+            PodIdentity::Admin => {}
+            PodIdentity::ServiceAccount => {
+                let in_cluster = self.cfg.in_cluster.as_ref().ok_or(
+                    "the pod runner has no in-cluster API server address (Config::in_cluster) for a \
+                     ServiceAccount identity",
+                )?;
+                let own_mount = binds
+                    .iter()
+                    .any(|b| b.target.trim_end_matches('/') == identity::SERVICE_ACCOUNT_DIR);
+                if let Some(creds) =
+                    identity::service_account(&self.client, &self.pod, in_cluster, &self.pod_dir)
+                        .await?
+                {
+                    // A container that mounts its own volume there keeps it, as with a kubelet.
+                    if !own_mount {
+                        binds.push(creds.mount);
+                    }
+                    spec.env.extend(creds.env);
+                }
+            }
         }
         spec.env.extend(env);
         mounts::check(&binds, &[&self.cfg.stash_bin])?;
