@@ -47,7 +47,7 @@ pub enum Command {
     Operator(crate::commands::operator::OperatorArgs),
     /// Create a backup session for an invoker now (what the trigger cron job runs).
     CreateBackupsession(crate::commands::create_backupsession::CreateBackupSessionArgs),
-    /// Run the stash sidecar: back up this pod for each BackupSession of its invoker (§8.4).
+    /// Run the stash sidecar: back up this pod for each backup session of its invoker (§8.4).
     RunBackup(crate::commands::run_backup::RunBackupArgs),
     /// Print the `CustomResourceDefinitions` of every Stash kind (or write them with --output-dir).
     Crd(crate::commands::crd::CrdArgs),
