@@ -155,10 +155,13 @@ fn condition(rs: &RestoreSession, type_: ConditionType) -> Option<(ConditionStat
 async fn report_host(sessions: &Api<RestoreSession>, entry: HostRestoreStats) {
     for _ in 0..20 {
         let mut rs = sessions.get(NAME).await.expect("read the RestoreSession");
-        let status = rs.status.get_or_insert_with(Default::default);
-        let stats = status.stats.get_or_insert_with(Vec::new);
-        stats.retain(|h| h.hostname != entry.hostname);
-        stats.push(entry.clone());
+        let entries = rs
+            .status
+            .get_or_insert_with(Default::default)
+            .stats
+            .get_or_insert_with(Vec::new);
+        entries.retain(|h| h.hostname != entry.hostname);
+        entries.push(entry.clone());
         match sessions
             .replace_status(NAME, &PostParams::default(), &rs)
             .await
@@ -255,6 +258,47 @@ async fn delete_and_wait(sessions: &Api<RestoreSession>) {
     .await;
 }
 
+/// The test as agent reports `host-0` Succeeded; the operator sets Succeeded, `sessionDuration` and
+/// `MetricsPushed`, and the session and target gauges are in the Pushgateway.
+async fn a_succeeded_host_makes_the_session_succeeded_with_metrics(
+    sessions: &Api<RestoreSession>,
+    pushgateway: &Pushgateway,
+    ns: &str,
+) {
+    report_host(
+        sessions,
+        host(HostRestorePhase::Succeeded, Some("3s"), None),
+    )
+    .await;
+    let rs = wait_for_phase(
+        sessions,
+        RestorePhase::Succeeded,
+        "the operator probably did not see the host's Succeeded entry",
+    )
+    .await;
+    let status = rs.status.clone().unwrap();
+    assert!(status.session_duration.is_some(), "{status:?}");
+    assert_eq!(
+        condition(&rs, ConditionType::MetricsPushed).map(|c| c.0),
+        Some(ConditionStatus::True)
+    );
+    let job = format!("job=\"restoresession-{ns}-{NAME}\"");
+    let success = samples(pushgateway, "stash_restore_session_success").await;
+    assert!(
+        success
+            .iter()
+            .any(|s| s.contains(&job) && s.ends_with(" 1")),
+        "{success:?}"
+    );
+    let hosts = samples(pushgateway, "stash_restore_target_host_count_total").await;
+    assert!(
+        hosts
+            .iter()
+            .any(|s| s.contains(&job) && s.contains("kind=\"Deployment\"") && s.ends_with(" 1")),
+        "{hosts:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_restore_session_puts_stash_init_first_into_its_deployment_and_succeeds_with_metrics_when_its_host_does()
  {
@@ -322,38 +366,8 @@ async fn a_restore_session_puts_stash_init_first_into_its_deployment_and_succeed
             .is_some_and(|a| a.contains_key(labels::ANNOTATION_LAST_APPLIED_RESTORE_INVOKER_HASH))
     );
 
-    report_host(
-        &sessions,
-        host(HostRestorePhase::Succeeded, Some("3s"), None),
-    )
-    .await;
-    let rs = wait_for_phase(
-        &sessions,
-        RestorePhase::Succeeded,
-        "the operator probably did not see the host's Succeeded entry",
-    )
-    .await;
-    let status = rs.status.clone().unwrap();
-    assert!(status.session_duration.is_some(), "{status:?}");
-    assert_eq!(
-        condition(&rs, ConditionType::MetricsPushed).map(|c| c.0),
-        Some(ConditionStatus::True)
-    );
-    let job = format!("job=\"restoresession-{}-{NAME}\"", ns.name());
-    let success = samples(&pushgateway, "stash_restore_session_success").await;
-    assert!(
-        success
-            .iter()
-            .any(|s| s.contains(&job) && s.ends_with(" 1")),
-        "{success:?}"
-    );
-    let hosts = samples(&pushgateway, "stash_restore_target_host_count_total").await;
-    assert!(
-        hosts
-            .iter()
-            .any(|s| s.contains(&job) && s.contains("kind=\"Deployment\"") && s.ends_with(" 1")),
-        "{hosts:?}"
-    );
+    a_succeeded_host_makes_the_session_succeeded_with_metrics(&sessions, &pushgateway, ns.name())
+        .await;
 
     delete_and_wait(&sessions).await;
     let deployment = wait_for_init_containers(
