@@ -7,7 +7,7 @@
 #![allow(clippy::doc_markdown)]
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -102,16 +102,18 @@ async fn create_restore_session(
     .expect("set totalHosts as the operator does");
 }
 
-/// `stash restore` with the operator's arguments, as a process of a Deployment's pod.
+/// `stash restore` with the operator's arguments, as the init-container of Deployment pod `pod`.
 fn init_container(
     env: &TestEnv,
     ns: &str,
     session: &str,
     scratch: &Path,
     pushgateway: &str,
-) -> Output {
+    pod: &str,
+) -> Command {
     let stash = paths::stash_bin().expect("target/debug/stash is built by scripts/test");
-    Command::new(stash)
+    let mut command = Command::new(stash);
+    command
         .args([
             "restore",
             "--invoker-kind=RestoreSession",
@@ -129,11 +131,16 @@ fn init_container(
         ])
         .env("KUBECONFIG", env.kubeconfig_path())
         .env("MY_POD_NAMESPACE", ns)
-        .env("POD_NAME", "stash-demo-6d4c8b9f7-x2x9q")
+        .env("POD_NAME", pod)
         .env("NODE_NAME", "node-0")
         .env("TMPDIR", scratch)
-        .output()
-        .expect("run stash restore")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn output(mut command: Command) -> Output {
+    command.output().expect("run stash restore")
 }
 
 async fn host_entry(client: &kube::Client, ns: &str, name: &str) -> HostRestoreStats {
@@ -148,7 +155,7 @@ async fn host_entry(client: &kube::Client, ns: &str, name: &str) -> HostRestoreS
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_init_container_restores_host_0_to_its_original_paths_and_a_second_run_does_nothing() {
+async fn one_of_two_replicas_restores_host_0_to_its_original_paths_and_a_later_run_does_nothing() {
     let env = TestEnv::shared().await;
     let ns = env.namespace().await;
     let client = env.client();
@@ -169,21 +176,42 @@ async fn the_init_container_restores_host_0_to_its_original_paths_and_a_second_r
     .await;
     let gateway = Pushgateway::start();
 
-    let out = tokio::task::block_in_place(|| {
-        init_container(
-            env,
-            ns.name(),
-            "deployment-restore",
-            scratch.path(),
-            &gateway.url(),
-        )
+    // Two replicas of the Deployment start at once; both restore host-0 unless the Lease serialises them.
+    let replicas = ["stash-demo-6d4c8b9f7-x2x9q", "stash-demo-6d4c8b9f7-p8k4z"];
+    let outs: Vec<Output> = tokio::task::block_in_place(|| {
+        let children: Vec<_> = replicas
+            .iter()
+            .map(|pod| {
+                init_container(
+                    env,
+                    ns.name(),
+                    "deployment-restore",
+                    scratch.path(),
+                    &gateway.url(),
+                    pod,
+                )
+                .spawn()
+                .expect("start stash restore")
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|child| child.wait_with_output().expect("wait for stash restore"))
+            .collect()
     });
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for out in &outs {
+        assert!(
+            out.status.success(),
+            "exit {:?}: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let restored = outs
+        .iter()
+        .filter(|out| String::from_utf8_lossy(&out.stdout).contains("restored host host-0"))
+        .count();
+    assert_eq!(restored, 1, "exactly one replica restores host-0");
     assert_eq!(
         tree::describe(&data),
         before,
@@ -203,13 +231,14 @@ async fn the_init_container_restores_host_0_to_its_original_paths_and_a_second_r
 
     std::fs::remove_dir_all(&data).expect("delete the restored tree");
     let again = tokio::task::block_in_place(|| {
-        init_container(
+        output(init_container(
             env,
             ns.name(),
             "deployment-restore",
             scratch.path(),
             &gateway.url(),
-        )
+            replicas[0],
+        ))
     });
     assert!(
         again.status.success(),
@@ -250,13 +279,14 @@ async fn a_snapshot_that_does_not_exist_fails_the_init_container_and_the_host_en
     let gateway = Pushgateway::start();
 
     let out = tokio::task::block_in_place(|| {
-        init_container(
+        output(init_container(
             env,
             ns.name(),
             "missing-snapshot",
             scratch.path(),
             &gateway.url(),
-        )
+            "stash-demo-6d4c8b9f7-x2x9q",
+        ))
     });
     assert!(!out.status.success(), "a failed restore exits non-zero");
     let stderr = String::from_utf8_lossy(&out.stderr);
