@@ -550,3 +550,79 @@ async fn a_storage_secret_without_restic_password_fails_the_host_naming_the_key(
     let exit = sidecar.terminate().await;
     assert!(exit.success(), "{exit:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_backup_stops_it_without_a_final_entry_or_a_repository_lock_and_exits_0() {
+    let env = TestEnv::shared().await;
+    let ns = env.namespace().await;
+    let client = env.client();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("source-data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("big.bin"), pseudo_random(128 << 20)).unwrap();
+    let bucket = format!("run-backup-{}", ns.name());
+    let (access, secret) = (s3::ENV[0].1, s3::ENV[1].1);
+    create_objects(
+        &client,
+        &ns,
+        &bucket,
+        &[
+            ("RESTIC_PASSWORD", PASSWORD),
+            ("AWS_ACCESS_KEY_ID", access),
+            ("AWS_SECRET_ACCESS_KEY", secret),
+        ],
+        &data,
+    )
+    .await;
+    let sidecar = start_sidecar(env, &ns, dir.path(), "");
+    let name = create_session(&client, &ns).await;
+    play_operator(&client, &ns, &name).await;
+
+    let sessions = Api::<BackupSession>::namespaced(client.clone(), &ns);
+    let host_entry = |session: BackupSession| {
+        session
+            .status
+            .and_then(|s| s.targets)
+            .and_then(|t| t.into_iter().next())
+            .and_then(|t| t.stats)
+            .and_then(|s| s.into_iter().next())
+    };
+    wait_for("the sidecar to report progress", TIMEOUT, || {
+        let sessions = sessions.clone();
+        let name = name.clone();
+        async move {
+            let session = sessions.get(&name).await.map_err(|e| e.to_string())?;
+            match host_entry(session) {
+                Some(entry) if entry.phase.is_none() && entry.progress.is_some() => Ok(()),
+                other => Err(format!("host entry {other:?}")),
+            }
+        }
+    })
+    .await;
+
+    let log = sidecar.log.clone();
+    let exit = sidecar.terminate().await;
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(
+        exit.success(),
+        "the sidecar exits 0 on SIGTERM: {exit:?}\n{log}"
+    );
+    let entry = host_entry(sessions.get(&name).await.unwrap()).expect("the progress entry stays");
+    assert_eq!(
+        entry.phase, None,
+        "a cancelled backup writes no final entry, so the restarted sidecar backs up again:\n{log}"
+    );
+    let objects = s3::shared().list_objects(&bucket);
+    assert!(
+        objects.iter().any(|o| o.contains("/config")),
+        "the repository was initialised: {objects:?}"
+    );
+    assert!(
+        !objects.iter().any(|o| o.contains("/locks/")),
+        "the cancelled backup removed its lock: {objects:?}"
+    );
+    assert!(
+        !objects.iter().any(|o| o.contains("/snapshots/")),
+        "no snapshot of a cancelled backup: {objects:?}"
+    );
+}
