@@ -71,8 +71,7 @@ async fn create_repository(client: &kube::Client, ns: &str, bucket: &str) {
         .expect("create the Repository");
 }
 
-/// A RestoreSession of Deployment `stash-demo` with `rule`, and `totalHosts: 1` as the operator
-/// sets it when it injects the init-container.
+/// A RestoreSession of Deployment `stash-demo` with `rule`, as the user creates it.
 async fn create_restore_session(
     client: &kube::Client,
     ns: &str,
@@ -93,13 +92,18 @@ async fn create_restore_session(
     api.create(&PostParams::default(), &session)
         .await
         .expect("create the RestoreSession");
-    api.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": {"phase": "Running", "totalHosts": 1}})),
-    )
-    .await
-    .expect("set totalHosts as the operator does");
+}
+
+/// `totalHosts: 1`, as the operator sets it when it injects the init-container.
+async fn set_total_hosts(client: &kube::Client, ns: &str, name: &str) {
+    Api::<RestoreSession>::namespaced(client.clone(), ns)
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Running", "totalHosts": 1}})),
+        )
+        .await
+        .expect("set totalHosts as the operator does");
 }
 
 /// `stash restore` with the operator's arguments, as the init-container of Deployment pod `pod`.
@@ -174,6 +178,7 @@ async fn one_of_two_replicas_restores_host_0_to_its_original_paths_and_a_later_r
         json!({"paths": [data.display().to_string()]}),
     )
     .await;
+    set_total_hosts(&client, ns.name(), "deployment-restore").await;
     let gateway = Pushgateway::start();
 
     // Two replicas of the Deployment start at once; both restore host-0 unless the Lease serialises them.
@@ -221,6 +226,14 @@ async fn one_of_two_replicas_restores_host_0_to_its_original_paths_and_a_later_r
     assert_eq!(entry.phase, Some(HostRestorePhase::Succeeded), "{entry:?}");
     assert!(entry.duration.is_some(), "{entry:?}");
     assert_eq!(entry.error, None);
+    let progress = entry
+        .progress
+        .clone()
+        .expect("the final figures stay in the entry");
+    assert!(
+        progress.files_done.unwrap_or_default() > 0 && progress.bytes_done.unwrap_or_default() > 0,
+        "{progress:?}"
+    );
     let success = gateway.samples("stash_restore_host_restore_success");
     assert!(
         success
@@ -259,7 +272,7 @@ async fn one_of_two_replicas_restores_host_0_to_its_original_paths_and_a_later_r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_snapshot_that_does_not_exist_fails_the_init_container_and_the_host_entry_names_it() {
+async fn after_waiting_for_total_hosts_a_snapshot_that_does_not_exist_fails_the_host_naming_it() {
     let env = TestEnv::shared().await;
     let ns = env.namespace().await;
     let client = env.client();
@@ -278,16 +291,29 @@ async fn a_snapshot_that_does_not_exist_fails_the_init_container_and_the_host_en
     .await;
     let gateway = Pushgateway::start();
 
-    let out = tokio::task::block_in_place(|| {
-        output(init_container(
-            env,
-            ns.name(),
-            "missing-snapshot",
-            scratch.path(),
-            &gateway.url(),
-            "stash-demo-6d4c8b9f7-x2x9q",
-        ))
-    });
+    let mut pod = init_container(
+        env,
+        ns.name(),
+        "missing-snapshot",
+        scratch.path(),
+        &gateway.url(),
+        "stash-demo-6d4c8b9f7-x2x9q",
+    )
+    .spawn()
+    .expect("start stash restore");
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    assert!(
+        pod.try_wait().expect("poll stash restore").is_none(),
+        "the init-container waits for the operator's totalHosts"
+    );
+    let session = Api::<RestoreSession>::namespaced(client.clone(), ns.name())
+        .get("missing-snapshot")
+        .await
+        .expect("read the RestoreSession");
+    assert_eq!(session.status, None, "nothing is written before totalHosts");
+    set_total_hosts(&client, ns.name(), "missing-snapshot").await;
+    let out =
+        tokio::task::block_in_place(|| pod.wait_with_output().expect("wait for stash restore"));
     assert!(!out.status.success(), "a failed restore exits non-zero");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
