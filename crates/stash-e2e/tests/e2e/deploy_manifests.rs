@@ -1,9 +1,10 @@
 //! `deploy/` as an operator install: a fresh control plane (its own: the operator watches every namespace
 //! and registers cluster-wide webhooks, which would reach into the other tests), `deploy/embedded/install`
 //! (CRDs, deploy/operator with the loopback overlay, the certificate of deploy/operator/webhook-cert), and
-//! then the installed operator proves itself: its pod is Ready and holds the leader Lease, the validating
-//! webhook refuses an invalid BackupConfiguration through the ExternalName Service, and the mutating
-//! webhook injects the sidecar into a Deployment created after its BackupConfiguration.
+//! then the installed operator, running with its ServiceAccount's token, proves itself: its pod is Ready
+//! and holds the leader Lease, the validating webhook refuses an invalid BackupConfiguration through the
+//! ExternalName Service, the mutating webhook injects the sidecar into a Deployment created after its
+//! BackupConfiguration, and the controller brings that BackupConfiguration to Ready under its RBAC.
 
 // Kind names (BackupConfiguration, ClusterRole) are prose in these docs, not code.
 #![allow(clippy::doc_markdown)]
@@ -13,11 +14,12 @@ use std::process::Command;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
+use stash_api::phase::BackupInvokerPhase;
 use stash_api::v1beta1::BackupConfiguration;
 use stash_operator::build::rbac;
 use stash_testenv::pushgateway::Pushgateway;
@@ -161,6 +163,15 @@ pub(crate) async fn the_installed_operator_answers(client: Client) {
     );
 
     crate::create_gcs_repository(&client, &ns).await;
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "gcs-secret"},
+        "stringData": {"RESTIC_PASSWORD": "changeit", "GOOGLE_PROJECT_ID": "e2e"}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create Secret gcs-secret");
     let bc: BackupConfiguration = serde_yaml::from_str(EXAMPLE).unwrap();
     bcs.create(&PostParams::default(), &bc)
         .await
@@ -173,6 +184,26 @@ pub(crate) async fn the_installed_operator_answers(client: Client) {
         has_sidecar(&created),
         "the Deployment as created carries the sidecar from the mutating webhook"
     );
+
+    // The controllers under the operator's own ServiceAccount: trigger CronJob, executor RBAC (bound
+    // to the ClusterRoles of deploy/), status. A missing permission shows up in the status here.
+    wait_for(
+        "BackupConfiguration deployment-backup to be Ready under the operator's RBAC",
+        TIMEOUT,
+        || async {
+            let bc = bcs
+                .get("deployment-backup")
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = bc.status.unwrap_or_default();
+            if status.phase == Some(BackupInvokerPhase::Ready) {
+                Ok(())
+            } else {
+                Err(format!("status is {status:?}"))
+            }
+        },
+    )
+    .await;
 }
 
 #[test]
