@@ -164,3 +164,33 @@ async fn request_token(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(annotation: Option<&str>) -> Pod {
+        let annotations = annotation.map(|a| serde_json::json!({IDENTITY_ANNOTATION: a}));
+        serde_json::from_value(
+            serde_json::json!({"metadata": {"name": "p", "annotations": annotations}}),
+        )
+        .expect("test pod")
+    }
+
+    #[test]
+    fn a_pods_annotation_overrides_the_runners_identity_and_a_typo_is_an_error() {
+        assert_eq!(
+            PodIdentity::of(&pod(None), PodIdentity::Admin),
+            Ok(PodIdentity::Admin)
+        );
+        assert_eq!(
+            PodIdentity::of(&pod(Some("service-account")), PodIdentity::Admin),
+            Ok(PodIdentity::ServiceAccount)
+        );
+        assert_eq!(
+            PodIdentity::of(&pod(Some("admin")), PodIdentity::ServiceAccount),
+            Ok(PodIdentity::Admin)
+        );
+        assert!(PodIdentity::of(&pod(Some("serviceaccount")), PodIdentity::Admin).is_err());
+    }
+}
