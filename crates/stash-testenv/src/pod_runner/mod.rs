@@ -28,8 +28,10 @@
 //! admin. With [`PodIdentity::ServiceAccount`] they get what a kubelet gives a
 //! pod: a `TokenRequest` token for the pod's service account, bound to the pod,
 //! with `ca.crt` and `namespace` at [`SERVICE_ACCOUNT_DIR`], and
-//! `KUBERNETES_SERVICE_HOST`/`KUBERNETES_SERVICE_PORT`, so RBAC applies. Their working directory is the container's `workingDir` or `/`,
-//! `HOME` is `/`, and `/tmp` is the host's unless the pod mounts a volume there.
+//! `KUBERNETES_SERVICE_HOST`/`KUBERNETES_SERVICE_PORT`, so RBAC applies; a pod's
+//! [`IDENTITY_ANNOTATION`] picks its identity whatever [`Config::identity`] says.
+//! The working directory is the container's `workingDir` or `/`, `HOME` is `/`,
+//! and `/tmp` is the host's unless the pod mounts a volume there.
 
 mod identity;
 mod mounts;
