@@ -147,6 +147,18 @@ fn output(mut command: Command) -> Output {
     command.output().expect("run stash restore")
 }
 
+/// Starts one command per pod at the same time and waits for all of them.
+fn run_at_once(pods: &[&str], command: impl Fn(&str) -> Command) -> Vec<Output> {
+    let children: Vec<_> = pods
+        .iter()
+        .map(|pod| command(pod).spawn().expect("start stash restore"))
+        .collect();
+    children
+        .into_iter()
+        .map(|child| child.wait_with_output().expect("wait for stash restore"))
+        .collect()
+}
+
 async fn host_entry(client: &kube::Client, ns: &str, name: &str) -> HostRestoreStats {
     let session = Api::<RestoreSession>::namespaced(client.clone(), ns)
         .get(name)
@@ -183,26 +195,17 @@ async fn one_of_two_replicas_restores_host_0_to_its_original_paths_and_a_later_r
 
     // Two replicas of the Deployment start at once; both restore host-0 unless the Lease serialises them.
     let replicas = ["stash-demo-6d4c8b9f7-x2x9q", "stash-demo-6d4c8b9f7-p8k4z"];
-    let outs: Vec<Output> = tokio::task::block_in_place(|| {
-        let children: Vec<_> = replicas
-            .iter()
-            .map(|pod| {
-                init_container(
-                    env,
-                    ns.name(),
-                    "deployment-restore",
-                    scratch.path(),
-                    &gateway.url(),
-                    pod,
-                )
-                .spawn()
-                .expect("start stash restore")
-            })
-            .collect();
-        children
-            .into_iter()
-            .map(|child| child.wait_with_output().expect("wait for stash restore"))
-            .collect()
+    let outs = tokio::task::block_in_place(|| {
+        run_at_once(&replicas, |pod| {
+            init_container(
+                env,
+                ns.name(),
+                "deployment-restore",
+                scratch.path(),
+                &gateway.url(),
+                pod,
+            )
+        })
     });
     for out in &outs {
         assert!(
