@@ -290,6 +290,153 @@ fn pseudo_random(len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// The sidecar of a Deployment backs up only once it holds the workload's Lease.
+async fn wait_for_leader(client: &kube::Client, ns: &str) {
+    let leases = Api::<Lease>::namespaced(client.clone(), ns);
+    wait_for(
+        "the sidecar to hold lock-deployment-stash-demo-backup",
+        TIMEOUT,
+        || {
+            let leases = leases.clone();
+            async move {
+                let lease = leases
+                    .get_opt("lock-deployment-stash-demo-backup")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let holder = lease.and_then(|l| l.spec).and_then(|s| s.holder_identity);
+                if holder.as_deref() == Some(POD_NAME) {
+                    Ok(())
+                } else {
+                    Err(format!("holder {holder:?}"))
+                }
+            }
+        },
+    )
+    .await;
+}
+
+/// Watches every version of session `name`; the flag turns true once a host entry with progress
+/// and no phase (a backup under way) was written.
+fn watch_progress(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
+    let saw_progress = Arc::new(AtomicBool::new(false));
+    let task = {
+        let saw_progress = saw_progress.clone();
+        let stream = watcher(
+            Api::<BackupSession>::namespaced(client.clone(), ns),
+            watcher::Config::default().fields(&format!("metadata.name={name}")),
+        );
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(event) = stream.next().await {
+                if let Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) = event {
+                    let running = s
+                        .status
+                        .and_then(|s| s.targets)
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|t| t.stats.unwrap_or_default())
+                        .any(|h| {
+                            h.phase.is_none()
+                                && h.progress.is_some_and(|p| {
+                                    p.bytes_total.is_some() || p.files_done.is_some()
+                                })
+                        });
+                    if running {
+                        saw_progress.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+        })
+    };
+    (saw_progress, task)
+}
+
+/// Debian's restic reads the repository: one snapshot, of `data`, by host `host-0`.
+fn assert_restic_lists_host_0(bucket: &str, data: &Path, short_id: Option<&str>) {
+    let restic_dir = tempfile::tempdir().unwrap();
+    let out = restic::command_with_password(restic_dir.path(), PASSWORD)
+        .envs(s3::env())
+        .env(
+            "RESTIC_REPOSITORY",
+            s3::shared().repository(bucket, "demo/deployment"),
+        )
+        .args(["snapshots", "--json"])
+        .output()
+        .expect("run restic snapshots");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["hostname"], "host-0");
+    assert_eq!(listed[0]["paths"][0], data.to_str().unwrap());
+    assert_eq!(listed[0]["short_id"].as_str(), short_id);
+}
+
+/// The host's final entry: Succeeded, one snapshot of `data` with its stats, the last progress kept.
+fn assert_succeeded_with_one_snapshot(
+    entry: &HostBackupStats,
+    data: &Path,
+    sidecar: &Sidecar,
+) -> stash_api::v1beta1::SnapshotStats {
+    assert_eq!(
+        entry.phase,
+        Some(HostBackupPhase::Succeeded),
+        "{entry:?}\n{}",
+        sidecar.log()
+    );
+    assert_eq!(entry.error, None);
+    assert!(entry.duration.is_some());
+    let snapshots = entry.snapshots.clone().unwrap_or_default();
+    assert_eq!(snapshots.len(), 1, "one snapshot per path: {snapshots:?}");
+    let snapshot = snapshots[0].clone();
+    assert_eq!(snapshot.path.as_deref(), data.to_str());
+    assert_eq!(snapshot.name.as_ref().map(String::len), Some(8));
+    let files = snapshot.file_stats.clone().unwrap();
+    assert_eq!(
+        files.total_files,
+        Some(3),
+        "skip.tmp is excluded: {files:?}"
+    );
+    assert_eq!(files.new_files, Some(3));
+    assert!(
+        snapshot
+            .total_size
+            .as_deref()
+            .is_some_and(|s| s.ends_with("MiB")),
+        "{snapshot:?}"
+    );
+    let progress = entry
+        .progress
+        .as_ref()
+        .expect("the final entry keeps the progress figures");
+    assert_eq!(progress.files_done, Some(3));
+    snapshot
+}
+
+/// The Repository status the post-backup actions wrote (§3.3).
+async fn assert_repository_status_after_one_backup(client: &kube::Client, ns: &str) {
+    let repository = Api::<Repository>::namespaced(client.clone(), ns)
+        .get("s3-repo")
+        .await
+        .unwrap();
+    let status = repository.status.expect("Repository status");
+    assert_eq!(status.snapshot_count, Some(1));
+    assert_eq!(status.integrity, Some(true));
+    assert_eq!(status.snapshots_removed_on_last_cleanup, Some(0));
+    assert!(
+        status.total_size.is_some() && status.last_backup_time.is_some(),
+        "{status:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sidecar_backs_up_its_host_reports_progress_runs_the_post_actions_and_restic_sees_host_0()
  {
@@ -320,61 +467,10 @@ async fn the_sidecar_backs_up_its_host_reports_progress_runs_the_post_actions_an
     let pushgateway = Pushgateway::start();
     let sidecar = start_sidecar(env, &ns, dir.path(), &pushgateway.url());
 
-    // The sidecar is the Deployment's leader once it holds the Lease.
-    let leases = Api::<Lease>::namespaced(client.clone(), &ns);
-    wait_for(
-        "the sidecar to hold lock-deployment-stash-demo-backup",
-        TIMEOUT,
-        || {
-            let leases = leases.clone();
-            async move {
-                let lease = leases
-                    .get_opt("lock-deployment-stash-demo-backup")
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let holder = lease.and_then(|l| l.spec).and_then(|s| s.holder_identity);
-                if holder.as_deref() == Some(POD_NAME) {
-                    Ok(())
-                } else {
-                    Err(format!("holder {holder:?}"))
-                }
-            }
-        },
-    )
-    .await;
+    wait_for_leader(&client, &ns).await;
 
     let name = create_session(&client, &ns).await;
-    // Every version of the session, to see the progress entry the sidecar writes while it works.
-    let saw_progress = Arc::new(AtomicBool::new(false));
-    let watch = {
-        let saw_progress = saw_progress.clone();
-        let stream = watcher(
-            Api::<BackupSession>::namespaced(client.clone(), &ns),
-            watcher::Config::default().fields(&format!("metadata.name={name}")),
-        );
-        tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            while let Some(event) = stream.next().await {
-                if let Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) = event {
-                    let running = s
-                        .status
-                        .and_then(|s| s.targets)
-                        .into_iter()
-                        .flatten()
-                        .flat_map(|t| t.stats.unwrap_or_default())
-                        .any(|h| {
-                            h.phase.is_none()
-                                && h.progress.is_some_and(|p| {
-                                    p.bytes_total.is_some() || p.files_done.is_some()
-                                })
-                        });
-                    if running {
-                        saw_progress.store(true, Ordering::SeqCst);
-                    }
-                }
-            }
-        })
-    };
+    let (saw_progress, watch) = watch_progress(&client, &ns, &name);
     // Without the operator's target entry the sidecar waits.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let untouched = Api::<BackupSession>::namespaced(client.clone(), &ns)
@@ -388,37 +484,7 @@ async fn the_sidecar_backs_up_its_host_reports_progress_runs_the_post_actions_an
     play_operator(&client, &ns, &name).await;
 
     let entry = final_entry(&client, &ns, &name, &sidecar).await;
-    assert_eq!(
-        entry.phase,
-        Some(HostBackupPhase::Succeeded),
-        "{entry:?}\n{}",
-        sidecar.log()
-    );
-    assert_eq!(entry.error, None);
-    assert!(entry.duration.is_some());
-    let snapshots = entry.snapshots.clone().unwrap_or_default();
-    assert_eq!(snapshots.len(), 1, "one snapshot per path: {snapshots:?}");
-    let snapshot = &snapshots[0];
-    assert_eq!(snapshot.path.as_deref(), data.to_str());
-    assert_eq!(snapshot.name.as_ref().map(String::len), Some(8));
-    let files = snapshot.file_stats.clone().unwrap();
-    assert_eq!(
-        files.total_files,
-        Some(3),
-        "skip.tmp is excluded: {files:?}"
-    );
-    assert_eq!(files.new_files, Some(3));
-    assert!(
-        snapshot
-            .total_size
-            .as_deref()
-            .is_some_and(|s| s.ends_with("MiB")),
-        "{snapshot:?}"
-    );
-    let progress = entry
-        .progress
-        .expect("the final entry keeps the progress figures");
-    assert_eq!(progress.files_done, Some(3));
+    let snapshot = assert_succeeded_with_one_snapshot(&entry, &data, &sidecar);
 
     let all = [
         ConditionType::BackendRepositoryInitialized,
@@ -442,41 +508,9 @@ async fn the_sidecar_backs_up_its_host_reports_progress_runs_the_post_actions_an
     );
     watch.abort();
 
-    let repository = Api::<Repository>::namespaced(client.clone(), &ns)
-        .get("s3-repo")
-        .await
-        .unwrap();
-    let status = repository.status.expect("Repository status");
-    assert_eq!(status.snapshot_count, Some(1));
-    assert_eq!(status.integrity, Some(true));
-    assert_eq!(status.snapshots_removed_on_last_cleanup, Some(0));
-    assert!(
-        status.total_size.is_some() && status.last_backup_time.is_some(),
-        "{status:?}"
-    );
+    assert_repository_status_after_one_backup(&client, &ns).await;
 
-    // Debian's restic reads the snapshot and its host.
-    let restic_dir = tempfile::tempdir().unwrap();
-    let out = restic::command_with_password(restic_dir.path(), PASSWORD)
-        .envs(s3::env())
-        .env(
-            "RESTIC_REPOSITORY",
-            s3::shared().repository(&bucket, "demo/deployment"),
-        )
-        .args(["snapshots", "--json"])
-        .output()
-        .expect("run restic snapshots");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let listed = listed.as_array().unwrap();
-    assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!(listed[0]["hostname"], "host-0");
-    assert_eq!(listed[0]["paths"][0], data.to_str().unwrap());
-    assert_eq!(listed[0]["short_id"].as_str(), snapshot.name.as_deref());
+    assert_restic_lists_host_0(&bucket, &data, snapshot.name.as_deref());
 
     // Host and repository metrics reached the Pushgateway.
     let host = pushgateway.samples("stash_backup_host_backup_success");
