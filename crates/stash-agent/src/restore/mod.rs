@@ -8,7 +8,7 @@
 //! - [`leader`]: one restorer at a time per workload (the restore Lease).
 //! - [`status`]: the host's `stats[]` entry.
 //! - [`metrics`]: the host's gauges to the Pushgateway.
-//! - [`run`]: the whole run, in that order.
+//! - [`run`](mod@run): the whole run, in that order.
 
 pub mod host;
 pub mod leader;
