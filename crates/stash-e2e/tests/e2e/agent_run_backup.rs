@@ -67,13 +67,14 @@ impl Drop for Sidecar {
 }
 
 /// The Secret, Repository (on the shared S3 server, bucket `bucket`) and BackupConfiguration
-/// `deployment-backup` backing up `data` of Deployment `stash-demo`.
+/// `deployment-backup` backing up `data` of workload `kind`/`stash-demo`.
 async fn create_objects(
     client: &kube::Client,
     ns: &str,
     bucket: &str,
     secret: &[(&str, &str)],
     data: &Path,
+    kind: &str,
 ) {
     let server = s3::shared();
     server.create_bucket(bucket);
@@ -106,7 +107,7 @@ async fn create_objects(
             "repository": {"name": "s3-repo"},
             "schedule": "*/5 * * * *",
             "target": {
-                "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "stash-demo"},
+                "ref": {"apiVersion": "apps/v1", "kind": kind, "name": "stash-demo"},
                 "paths": [data.to_str().unwrap()],
                 "exclude": ["*.tmp"],
             },
@@ -141,15 +142,15 @@ async fn create_session(client: &kube::Client, ns: &str) -> String {
 }
 
 /// The operator's step 3: one target entry, Running, one host, with the pre and post actions.
-async fn play_operator(client: &kube::Client, ns: &str, name: &str) {
+async fn play_operator(client: &kube::Client, ns: &str, name: &str, kind: &str, total_hosts: i32) {
     let api = Api::<BackupSession>::namespaced(client.clone(), ns);
     let mut session = api.get(name).await.expect("read the session");
     session.status = Some(
         serde_json::from_value(serde_json::json!({
             "phase": "Running",
             "targets": [{
-                "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "stash-demo", "namespace": ns},
-                "totalHosts": 1,
+                "ref": {"apiVersion": "apps/v1", "kind": kind, "name": "stash-demo", "namespace": ns},
+                "totalHosts": total_hosts,
                 "phase": "Running",
                 "preBackupActions": ["InitializeBackendRepository"],
                 "postBackupActions": ["ApplyRetentionPolicy", "VerifyRepositoryIntegrity", "SendRepositoryMetrics"],
@@ -165,10 +166,17 @@ async fn play_operator(client: &kube::Client, ns: &str, name: &str) {
 }
 
 /// `stash run-backup` with the sidecar args of §8.4 and the pod's env.
-fn start_sidecar(env: &TestEnv, ns: &str, dir: &Path, pushgateway: &str) -> Sidecar {
-    let log = dir.join("sidecar.log");
+fn start_sidecar(
+    env: &TestEnv,
+    ns: &str,
+    dir: &Path,
+    pushgateway: &str,
+    kind: &str,
+    pod: &str,
+) -> Sidecar {
+    let log = dir.join(format!("sidecar-{pod}.log"));
     let file = std::fs::File::create(&log).unwrap();
-    let tmp = dir.join("tmp");
+    let tmp = dir.join(format!("tmp-{pod}"));
     std::fs::create_dir_all(&tmp).unwrap();
     let child =
         Command::new(paths::stash_bin().expect("target/debug/stash is built by scripts/test"))
@@ -180,16 +188,16 @@ fn start_sidecar(env: &TestEnv, ns: &str, dir: &Path, pushgateway: &str) -> Side
             ])
             .arg(format!("--target-namespace={ns}"))
             .args([
-                "--target-kind=Deployment",
                 "--enable-cache=true",
                 "--max-connections=0",
                 "--metrics-enabled=true",
             ])
             .arg(format!("--pushgateway-url={pushgateway}"))
+            .arg(format!("--target-kind={kind}"))
             .args(["--use-kubeapiserver-fqdn-for-aks=true", "--v=3"])
             .env("KUBECONFIG", env.kubeconfig_path())
             .env("KUBE_NAMESPACE", ns)
-            .env("POD_NAME", POD_NAME)
+            .env("POD_NAME", pod)
             .env("NODE_NAME", "node-1")
             .env("TMPDIR", &tmp)
             .env("RUST_LOG", "info,stash_agent=debug")
@@ -206,6 +214,7 @@ async fn final_entry(
     ns: &str,
     name: &str,
     sidecar: &Sidecar,
+    host: &str,
 ) -> HostBackupStats {
     let api = Api::<BackupSession>::namespaced(client.clone(), ns);
     let entry = tokio::time::timeout(TIMEOUT, async {
@@ -216,10 +225,7 @@ async fn final_entry(
                 .and_then(|s| s.targets)
                 .and_then(|t| t.into_iter().next())
                 .and_then(|t| t.stats)
-                .and_then(|s| {
-                    s.into_iter()
-                        .find(|h| h.hostname.as_deref() == Some("host-0"))
-                });
+                .and_then(|s| s.into_iter().find(|h| h.hostname.as_deref() == Some(host)));
             if let Some(entry) = entry.filter(|e| e.phase.is_some()) {
                 return entry;
             }
@@ -229,7 +235,7 @@ async fn final_entry(
     .await;
     entry.unwrap_or_else(|_| {
         panic!(
-            "host-0 has no final stats entry; sidecar log:\n{}",
+            "{host} has no final stats entry; sidecar log:\n{}",
             sidecar.log()
         )
     })
@@ -462,10 +468,18 @@ async fn the_sidecar_backs_up_its_host_reports_progress_runs_the_post_actions_an
             ("AWS_SECRET_ACCESS_KEY", secret),
         ],
         &data,
+        "Deployment",
     )
     .await;
     let pushgateway = Pushgateway::start();
-    let sidecar = start_sidecar(env, &ns, dir.path(), &pushgateway.url());
+    let sidecar = start_sidecar(
+        env,
+        &ns,
+        dir.path(),
+        &pushgateway.url(),
+        "Deployment",
+        POD_NAME,
+    );
 
     wait_for_leader(&client, &ns).await;
 
@@ -481,9 +495,9 @@ async fn the_sidecar_backs_up_its_host_reports_progress_runs_the_post_actions_an
         untouched.status, None,
         "the sidecar must wait for the operator's target entry"
     );
-    play_operator(&client, &ns, &name).await;
+    play_operator(&client, &ns, &name, "Deployment", 1).await;
 
-    let entry = final_entry(&client, &ns, &name, &sidecar).await;
+    let entry = final_entry(&client, &ns, &name, &sidecar, "host-0").await;
     let snapshot = assert_succeeded_with_one_snapshot(&entry, &data, &sidecar);
 
     let all = [
@@ -546,13 +560,14 @@ async fn a_storage_secret_without_restic_password_fails_the_host_naming_the_key(
             ("AWS_SECRET_ACCESS_KEY", secret),
         ],
         &data,
+        "Deployment",
     )
     .await;
-    let sidecar = start_sidecar(env, &ns, dir.path(), "");
+    let sidecar = start_sidecar(env, &ns, dir.path(), "", "Deployment", POD_NAME);
     let name = create_session(&client, &ns).await;
-    play_operator(&client, &ns, &name).await;
+    play_operator(&client, &ns, &name, "Deployment", 1).await;
 
-    let entry = final_entry(&client, &ns, &name, &sidecar).await;
+    let entry = final_entry(&client, &ns, &name, &sidecar, "host-0").await;
     assert_eq!(entry.phase, Some(HostBackupPhase::Failed));
     let error = entry.error.unwrap_or_default();
     assert!(
@@ -606,11 +621,12 @@ async fn sigterm_during_a_backup_stops_it_without_a_final_entry_or_a_repository_
             ("AWS_SECRET_ACCESS_KEY", secret),
         ],
         &data,
+        "Deployment",
     )
     .await;
-    let sidecar = start_sidecar(env, &ns, dir.path(), "");
+    let sidecar = start_sidecar(env, &ns, dir.path(), "", "Deployment", POD_NAME);
     let name = create_session(&client, &ns).await;
-    play_operator(&client, &ns, &name).await;
+    play_operator(&client, &ns, &name, "Deployment", 1).await;
 
     let sessions = Api::<BackupSession>::namespaced(client.clone(), &ns);
     let host_entry = |session: BackupSession| {
@@ -659,4 +675,96 @@ async fn sigterm_during_a_backup_stops_it_without_a_final_entry_or_a_repository_
         !objects.iter().any(|o| o.contains("/snapshots/")),
         "no snapshot of a cancelled backup: {objects:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_statefulset_pods_back_up_in_turn_as_host_ordinal_and_the_last_one_runs_the_post_actions()
+ {
+    let env = TestEnv::shared().await;
+    let ns = env.namespace().await;
+    let client = env.client();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("source-data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("a.txt"), "replica data\n").unwrap();
+    let bucket = format!("run-backup-{}", ns.name());
+    let (access, secret) = (s3::ENV[0].1, s3::ENV[1].1);
+    create_objects(
+        &client,
+        &ns,
+        &bucket,
+        &[
+            ("RESTIC_PASSWORD", PASSWORD),
+            ("AWS_ACCESS_KEY_ID", access),
+            ("AWS_SECRET_ACCESS_KEY", secret),
+        ],
+        &data,
+        "StatefulSet",
+    )
+    .await;
+    let first = start_sidecar(env, &ns, dir.path(), "", "StatefulSet", "stash-demo-0");
+    let second = start_sidecar(env, &ns, dir.path(), "", "StatefulSet", "stash-demo-1");
+    let name = create_session(&client, &ns).await;
+    play_operator(&client, &ns, &name, "StatefulSet", 2).await;
+
+    for (host, sidecar) in [("host-0", &first), ("host-1", &second)] {
+        let entry = final_entry(&client, &ns, &name, sidecar, host).await;
+        assert_eq!(
+            entry.phase,
+            Some(HostBackupPhase::Succeeded),
+            "{entry:?}\n{}",
+            sidecar.log()
+        );
+    }
+    let all = [
+        ConditionType::BackendRepositoryInitialized,
+        ConditionType::RetentionPolicyApplied,
+        ConditionType::RepositoryIntegrityVerified,
+        ConditionType::RepositoryMetricsPushed,
+    ];
+    let found = conditions(&client, &ns, &name, &all, &first).await;
+    for type_ in all {
+        let (status, message) = status_of(&found, type_);
+        assert_eq!(
+            status,
+            ConditionStatus::True,
+            "{type_:?}: {message}\n{}\n{}",
+            first.log(),
+            second.log()
+        );
+    }
+    let repository = Api::<Repository>::namespaced(client.clone(), &ns)
+        .get("s3-repo")
+        .await
+        .unwrap();
+    assert_eq!(
+        repository.status.and_then(|s| s.snapshot_count),
+        Some(2),
+        "one snapshot per host"
+    );
+
+    let restic_dir = tempfile::tempdir().unwrap();
+    let out = restic::command_with_password(restic_dir.path(), PASSWORD)
+        .envs(s3::env())
+        .env(
+            "RESTIC_REPOSITORY",
+            s3::shared().repository(&bucket, "demo/deployment"),
+        )
+        .args(["snapshots", "--json"])
+        .output()
+        .expect("run restic snapshots");
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let mut hosts: Vec<_> = listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["hostname"].as_str().map(str::to_owned))
+        .collect();
+    hosts.sort();
+    assert_eq!(hosts, ["host-0", "host-1"], "{listed}");
+
+    for sidecar in [first, second] {
+        let exit = sidecar.terminate().await;
+        assert!(exit.success(), "{exit:?}");
+    }
 }
