@@ -499,17 +499,17 @@ impl Sidecar {
             (
                 post_backup::APPLY_RETENTION_POLICY,
                 ConditionType::RetentionPolicyApplied,
-                "FailedToApplyRetentionPolicy",
+                post_backup::reason::RETENTION_FAILED,
             ),
             (
                 post_backup::VERIFY_REPOSITORY_INTEGRITY,
                 ConditionType::RepositoryIntegrityVerified,
-                "FailedToVerifyRepositoryIntegrity",
+                post_backup::reason::INTEGRITY_FAILED,
             ),
             (
                 post_backup::SEND_REPOSITORY_METRICS,
                 ConditionType::RepositoryMetricsPushed,
-                "FailedToPushRepositoryMetrics",
+                post_backup::reason::METRICS_FAILED,
             ),
         ];
         let written = status::update(&handle.api, &handle.namespace, &handle.name, |s| {

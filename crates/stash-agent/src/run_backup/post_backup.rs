@@ -22,7 +22,7 @@ pub const VERIFY_REPOSITORY_INTEGRITY: &str = "VerifyRepositoryIntegrity";
 pub const SEND_REPOSITORY_METRICS: &str = "SendRepositoryMetrics";
 
 /// Stash's condition reasons for the three actions.
-mod reason {
+pub mod reason {
     pub const RETENTION_APPLIED: &str = "SuccessfullyAppliedRetentionPolicy";
     pub const RETENTION_FAILED: &str = "FailedToApplyRetentionPolicy";
     pub const INTEGRITY_VERIFIED: &str = "SuccessfullyVerifiedRepositoryIntegrity";
