@@ -25,7 +25,7 @@ pub enum RepositoryError {
         namespace: String,
         name: String,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     #[error(
         "Repository {namespace}/{name} has no spec.backend.storageSecretName; name the Secret holding RESTIC_PASSWORD and the backend credentials"
@@ -40,7 +40,7 @@ pub enum RepositoryError {
         namespace: String,
         name: String,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     #[error(
         "storage Secret {namespace}/{name} has no key {key}; add it (kubectl create secret generic {name} --from-literal={key}=...)"
@@ -66,7 +66,7 @@ pub enum RepositoryError {
         name: String,
         secret: String,
         #[source]
-        source: BackendError,
+        source: Box<BackendError>,
     },
 }
 
@@ -95,7 +95,7 @@ pub async fn fetch(
         Err(source) => Err(RepositoryError::ReadRepository {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
-            source,
+            source: Box::new(source),
         }),
     }
 }
@@ -152,7 +152,7 @@ pub fn engine_for(
         namespace: namespace.clone(),
         name: name.clone(),
         secret: secret_name.to_owned(),
-        source,
+        source: Box::new(source),
     };
     let mut config =
         BackendConfig::from_secret(provider, |key| data.get(key).cloned()).map_err(|source| {
@@ -263,7 +263,7 @@ async fn secret_data(
             return Err(RepositoryError::ReadSecret {
                 namespace: namespace.to_owned(),
                 name: name.to_owned(),
-                source,
+                source: Box::new(source),
             });
         }
     };
@@ -331,14 +331,14 @@ spec:
 
     #[test]
     fn a_secret_without_restic_password_is_refused_naming_the_secret_and_the_key() {
-        let err = engine_for(
+        let Err(err) = engine_for(
             &repository(S3),
             "s3-secret",
             &secret(&[("AWS_ACCESS_KEY_ID", "a"), ("AWS_SECRET_ACCESS_KEY", "b")]),
             &ConnectOptions::default(),
-        )
-        .err()
-        .expect("an error");
+        ) else {
+            panic!("a Secret without RESTIC_PASSWORD is refused");
+        };
         let message = err.to_string();
         assert!(message.contains("demo/s3-secret"), "{message}");
         assert!(message.contains("RESTIC_PASSWORD"), "{message}");
@@ -396,16 +396,16 @@ spec:
         .spec
         .backend;
         assert_eq!(provider(&backend).err(), Some(None));
-        let err = engine_for(
+        let Err(err) = engine_for(
             &repository(
                 "apiVersion: stash.appscode.com/v1alpha1\nkind: Repository\nmetadata: {name: empty, namespace: demo}\nspec:\n  backend: {storageSecretName: s}\n",
             ),
             "s",
             &secret(&[("RESTIC_PASSWORD", "pw")]),
             &ConnectOptions::default(),
-        )
-        .err()
-        .expect("an error");
+        ) else {
+            panic!("a Repository without a backend is refused");
+        };
         assert!(err.to_string().contains("local, s3, gcs"), "{err}");
     }
 }

@@ -32,9 +32,9 @@ pub struct OperatorConfig {
     pub cron_job_psp: Vec<String>,
     /// `--v`.
     pub log_level: Option<u8>,
-    /// `--enable-mutating-webhook`. Accepted; the webhook server is not part of this crate yet.
+    /// `--enable-mutating-webhook`: serve the workload mutators (sidecar and `stash-init` injection).
     pub enable_mutating_webhook: bool,
-    /// `--enable-validating-webhook`. Accepted; the webhook server is not part of this crate yet.
+    /// `--enable-validating-webhook`: serve the validators of the stash kinds.
     pub enable_validating_webhook: bool,
     /// `--secure-port` of the webhook server (default 8443).
     pub secure_port: u16,

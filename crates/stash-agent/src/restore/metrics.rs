@@ -39,7 +39,12 @@ pub async fn push_host(
     let metrics =
         stash_metrics::restore::host(&labels, &TargetLabels::from_target_ref(target), entry);
     let job = job_name(kind, &options.namespace, &options.invoker_name);
-    match gateway.push(&job, &metrics).await {
+    // One group per host: a plain push under the job would replace the other hosts' gauges.
+    let hostname = entry.hostname.as_deref().unwrap_or_default();
+    match gateway
+        .push_grouped(&job, &[("hostname", hostname)], &metrics)
+        .await
+    {
         Ok(()) => tracing::info!(job, url, "pushed the host's restore metrics"),
         Err(err) => tracing::warn!(
             job,

@@ -65,7 +65,12 @@ impl MetricsPusher {
             return;
         };
         let metrics = stash_metrics::backup::host(&self.session, &self.target, stats);
-        if let Err(err) = gateway.push(&self.job(), &metrics).await {
+        // One group per host: a plain push under the job would replace the other hosts' gauges.
+        let hostname = stats.hostname.as_deref().unwrap_or_default();
+        if let Err(err) = gateway
+            .push_grouped(&self.job(), &[("hostname", hostname)], &metrics)
+            .await
+        {
             tracing::warn!(
                 error = &err as &dyn std::error::Error,
                 "could not push the host metrics"

@@ -6,10 +6,11 @@
 //! `deploy/crds/`; a missing one fails the tests with the command to run.
 
 mod agent_create_backupsession;
-mod agent_run_backup;
 mod agent_restore;
+mod agent_run_backup;
 mod control_plane;
 mod deploy_manifests;
+mod guides;
 mod helm_chart;
 mod job_runs_stash;
 mod operator_backup_configuration;

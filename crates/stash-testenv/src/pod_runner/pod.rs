@@ -187,6 +187,11 @@ impl PodRun {
                 binds.push(super::admin_credentials(&self.cfg.work_dir));
                 spec.env
                     .push(("KUBECONFIG".into(), super::ADMIN_KUBECONFIG.to_owned()));
+                // A kubelet always mounts the pod's namespace file, and in-pod code (Stash's
+                // `meta.Namespace()`) finds its namespace there; only the token is admin here.
+                if let Some(mount) = self.namespace_file(&binds)? {
+                    binds.push(mount);
+                }
             }
             PodIdentity::Admin => {}
             PodIdentity::ServiceAccount => {
@@ -221,6 +226,35 @@ impl PodRun {
             .map_err(|e| format!("starting {}: {e}", self.cfg.stash_bin.display()))?;
         tracing::debug!(namespace = %self.ns, pod = %self.name, container = %c.name, pid = proc.pid(), "started container");
         Ok(proc)
+    }
+
+    /// The service-account directory with only the `namespace` file, unless a volume is
+    /// mounted there already or the pod opts out of the automount.
+    fn namespace_file(
+        &self,
+        binds: &[mounts::BindMount],
+    ) -> Result<Option<mounts::BindMount>, String> {
+        let opted_out = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.automount_service_account_token)
+            == Some(false);
+        let own_mount = binds
+            .iter()
+            .any(|b| b.target.trim_end_matches('/') == identity::SERVICE_ACCOUNT_DIR);
+        if opted_out || own_mount {
+            return Ok(None);
+        }
+        let dir = self.pod_dir.join("serviceaccount-namespace");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let file = dir.join("namespace");
+        std::fs::write(&file, &self.ns).map_err(|e| format!("writing {}: {e}", file.display()))?;
+        Ok(Some(mounts::BindMount {
+            source: dir,
+            target: identity::SERVICE_ACCOUNT_DIR.to_owned(),
+            read_only: true,
+        }))
     }
 }
 
