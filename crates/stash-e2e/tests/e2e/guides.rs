@@ -39,7 +39,7 @@ struct Guide {
 
 #[tokio::test]
 async fn the_deployment_guide_backs_up_through_the_trigger_and_restores_into_a_new_deployment() {
-    run(Guide {
+    Box::pin(run(Guide {
         kind: "Deployment",
         backup_example: include_str!(
             "../../../stash-api/tests/fixtures/stash-examples/backupconfiguration-deployment.yaml"
@@ -48,13 +48,13 @@ async fn the_deployment_guide_backs_up_through_the_trigger_and_restores_into_a_n
             "../../../stash-api/tests/fixtures/stash-examples/restoresession-deployment.yaml"
         ),
         hosts: vec!["host-0".into()],
-    })
+    }))
     .await;
 }
 
 #[tokio::test]
 async fn the_statefulset_guide_backs_up_every_replica_as_its_own_host_and_restores_each() {
-    run(Guide {
+    Box::pin(run(Guide {
         kind: "StatefulSet",
         backup_example: include_str!(
             "../../../stash-api/tests/fixtures/stash-examples/backupconfiguration-statefulset.yaml"
@@ -63,13 +63,13 @@ async fn the_statefulset_guide_backs_up_every_replica_as_its_own_host_and_restor
             "../../../stash-api/tests/fixtures/stash-examples/restoresession-statefulset.yaml"
         ),
         hosts: (0..3).map(|i| format!("host-{i}")).collect(),
-    })
+    }))
     .await;
 }
 
 #[tokio::test]
 async fn the_daemonset_guide_backs_up_each_node_under_its_node_name_and_restores_it() {
-    run(Guide {
+    Box::pin(run(Guide {
         kind: "DaemonSet",
         backup_example: include_str!(
             "../../../stash-api/tests/fixtures/stash-examples/backupconfiguration-daemonset.yaml"
@@ -78,7 +78,7 @@ async fn the_daemonset_guide_backs_up_each_node_under_its_node_name_and_restores
             "../../../stash-api/tests/fixtures/stash-examples/restoresession-daemonset.yaml"
         ),
         hosts: vec![stash_testenv::pod_runner::NODE_NAME.to_owned()],
-    })
+    }))
     .await;
 }
 
