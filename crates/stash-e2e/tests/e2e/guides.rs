@@ -179,6 +179,12 @@ async fn create_repository(client: &Client, ns: &str, bucket: &str) {
         .expect("create the Repository the guides name (gcs-repo, here on S3)");
 }
 
+/// Pods run with their service account's token, so the RBAC the operator grants the sidecar, the
+/// init-container and the trigger is what they get: a missing permission fails the guide.
+fn service_account_identity() -> Value {
+    json!({ stash_testenv::pod_runner::IDENTITY_ANNOTATION: "service-account" })
+}
+
 /// The guide's workload: one busybox container with the `source-data` volume at `/source/data`.
 async fn create_workload(client: &Client, ns: &TestNamespace, kind: &str, name: &str) {
     let labels = json!({"app": name});
@@ -187,7 +193,8 @@ async fn create_workload(client: &Client, ns: &TestNamespace, kind: &str, name: 
         "volumeMounts": [{"name": "source-data", "mountPath": "/source/data"}]});
     let mut spec = json!({
         "selector": {"matchLabels": labels},
-        "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}}
+        "template": {"metadata": {"labels": labels, "annotations": service_account_identity()},
+                     "spec": {"containers": [container]}}
     });
     match kind {
         "StatefulSet" => {
@@ -272,7 +279,11 @@ async fn trigger_and_wait(client: &Client, ns: &str, invoker: &str) -> BackupSes
         },
     )
     .await;
-    let template = cronjob.spec.job_template;
+    let mut template = cronjob.spec.job_template;
+    if let Some(pod) = template.spec.as_mut().map(|s| &mut s.template) {
+        pod.metadata.get_or_insert_default().annotations =
+            serde_json::from_value(service_account_identity()).unwrap();
+    }
     let job = Job {
         metadata: kube::api::ObjectMeta {
             name: Some("manual-trigger".into()),

@@ -93,10 +93,11 @@ fn in_pod_executor_rules() -> Vec<PolicyRule> {
         rule(&[""], &["pods"], &["get"]),
         rule(&[""], &["pods/exec"], &["create"]),
         rule(&[""], &["configmaps"], &["get", "create", "update"]),
+        // kube-lease-manager watches its Lease and takes, renews and releases it by patch.
         rule(
             &["coordination.k8s.io"],
             &["leases"],
-            &["get", "create", "update"],
+            &["get", "list", "watch", "create", "update", "patch"],
         ),
         rule(&[""], &["events"], &["create"]),
     ]
