@@ -91,6 +91,9 @@ pub struct Options {
     pub install_crds: bool,
     /// Start the pod runner (needs the `stash` binary, see [`paths::stash_bin`]).
     pub pod_runner: bool,
+    /// Whose credentials the pod runner hands a pod that does not choose with
+    /// [`pod_runner::IDENTITY_ANNOTATION`].
+    pub pod_identity: pod_runner::PodIdentity,
 }
 
 impl Default for Options {
@@ -99,6 +102,7 @@ impl Default for Options {
             dir: None,
             install_crds: true,
             pod_runner: true,
+            pod_identity: pod_runner::PodIdentity::default(),
         }
     }
 }
@@ -266,7 +270,7 @@ impl TestEnv {
                             stash_bin,
                             work_dir: dir.join("node"),
                             kubeconfig: Some(cp.kubeconfig_path().to_path_buf()),
-                            identity: pod_runner::PodIdentity::default(),
+                            identity: opts.pod_identity,
                             in_cluster: Some(pod_runner::InCluster {
                                 port: cp.api_port(),
                                 ca_file: cp.serving_ca_file(),

@@ -212,6 +212,7 @@ fn the_operator_installed_from_deploy_runs_in_the_embedded_cluster_and_serves_it
         dir: None,
         install_crds: false,
         pod_runner: true,
+        ..Options::default()
     })
     .unwrap_or_else(|e| panic!("{}", stash_testenv::error_chain(&e)));
     let pushgateway = Pushgateway::start();

@@ -178,6 +178,7 @@ fn the_rendered_chart_applied_to_the_embedded_cluster_runs_a_ready_operator() {
         dir: None,
         install_crds: false,
         pod_runner: true,
+        ..Options::default()
     })
     .unwrap_or_else(|e| panic!("{}", stash_testenv::error_chain(&e)));
     let pushgateway = Pushgateway::start();

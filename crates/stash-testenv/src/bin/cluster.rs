@@ -101,6 +101,9 @@ fn main() -> ExitCode {
         dir: Some(run.clone()),
         install_crds,
         pod_runner: true,
+        // As on a real cluster: every pod acts with its service account, so the RBAC that
+        // deploy/ and the operator grant is what the operator, sidecars and jobs get.
+        pod_identity: stash_testenv::pod_runner::PodIdentity::ServiceAccount,
     }) {
         Ok(env) => env,
         Err(e) => {
