@@ -422,7 +422,7 @@ async fn a_failed_host_fails_the_session_whose_retry_then_exceeds_its_deadline()
     create_invoker(
         &client,
         &ns,
-        json!({"timeOut": "20s", "retryConfig": {"maxRetry": 1}}),
+        json!({"timeOut": "45s", "retryConfig": {"maxRetry": 1}}),
     )
     .await;
     let sessions = Api::<BackupSession>::namespaced(client.clone(), &ns);
@@ -493,7 +493,7 @@ async fn a_failed_host_fails_the_session_whose_retry_then_exceeds_its_deadline()
     )
     .await;
     let timed_out = wait_for(
-        &format!("BackupSession {name} to fail after its 20 s timeOut"),
+        &format!("BackupSession {name} to fail after its 45 s timeOut"),
         TIMEOUT,
         || async {
             let s = sessions.get(&name).await.map_err(|e| e.to_string())?;
