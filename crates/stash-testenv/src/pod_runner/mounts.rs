@@ -42,9 +42,10 @@ fn tool(name: &str) -> String {
         .map_or_else(|| name.to_owned(), |p| p.display().to_string())
 }
 
-/// Fails when a mount is unusable: a relative or `..` mount path, a missing source, or a
-/// mount that would hide a path the process still needs (`needed`, e.g. the stash binary).
-pub fn check(mounts: &[BindMount], needed: &[&Path]) -> Result<(), String> {
+/// Fails when a mount is unusable: a relative or `..` mount path or a missing source. A mount
+/// may cover the stash binary's directory (an emptyDir at `/tmp` with the checkout under `/tmp`):
+/// [`wrap`] opens the binary before mounting and runs it from that descriptor.
+pub fn check(mounts: &[BindMount]) -> Result<(), String> {
     for m in mounts {
         let target = Path::new(&m.target);
         if !target.is_absolute() || target.components().any(|c| c == Component::ParentDir) {
@@ -60,14 +61,6 @@ pub fn check(mounts: &[BindMount], needed: &[&Path]) -> Result<(), String> {
                 m.source.display()
             ));
         }
-        if let Some(hidden) = needed.iter().find(|n| n.starts_with(target)) {
-            return Err(format!(
-                "mountPath {} would hide {}, which the pod runner needs inside the container; mount the \
-                 volume elsewhere",
-                m.target,
-                hidden.display()
-            ));
-        }
     }
     Ok(())
 }
@@ -81,17 +74,16 @@ pub fn wrap(
     program: &Path,
     args: &[String],
 ) -> (PathBuf, Vec<String>) {
-    let shell = tool("bash");
     let mut out = vec![
         "--mount".to_owned(),
         "--propagation".to_owned(),
         "private".to_owned(),
         "--".to_owned(),
-        shell.clone(),
+        tool("bash"),
         "-c".to_owned(),
-        script(mounts, workdir),
-        shell,
-        program.display().to_string(),
+        script(mounts, workdir, program),
+        // `$0` of the script; the container's arguments follow as `$@`.
+        "stash".to_owned(),
     ];
     out.extend(args.iter().cloned());
     (PathBuf::from(tool("unshare")), out)
@@ -104,19 +96,18 @@ fn ordered(mounts: &[BindMount]) -> Vec<&BindMount> {
     sorted
 }
 
-fn script(mounts: &[BindMount], workdir: &str) -> String {
+fn script(mounts: &[BindMount], workdir: &str, program: &Path) -> String {
     // bash, not sh: dash only redirects file descriptors 0-9.
     let mounts = ordered(mounts);
     let (mkdir, mount) = (quote(&tool("mkdir")), quote(&tool("mount")));
     let fd = |i: usize| i + 3;
-    let mut s = String::from("set -e\n");
-    if !mounts.is_empty() {
-        s.push_str("exec");
-        for (i, m) in mounts.iter().enumerate() {
-            let _ = write!(s, " {}<{}", fd(i), quote(&m.source.display().to_string()));
-        }
-        s.push('\n');
+    // The program is opened first and run from its descriptor, so no mount can hide it.
+    let program_fd = fd(mounts.len());
+    let mut s = String::from("set -e\nexec");
+    for (i, m) in mounts.iter().enumerate() {
+        let _ = write!(s, " {}<{}", fd(i), quote(&m.source.display().to_string()));
     }
+    let _ = writeln!(s, " {program_fd}<{}", quote(&program.display().to_string()));
     for (i, m) in mounts.iter().enumerate() {
         let target = quote(m.target.trim_end_matches('/'));
         if m.source.is_dir() {
@@ -137,7 +128,7 @@ fn script(mounts: &[BindMount], workdir: &str) -> String {
         let _ = writeln!(s, "exec {}<&-", fd(i));
     }
     let _ = writeln!(s, "cd {}", quote(workdir));
-    s.push_str("exec \"$@\"\n");
+    let _ = writeln!(s, "exec -a stash /proc/self/fd/{program_fd} \"$@\"");
     s
 }
 
@@ -160,12 +151,19 @@ mod tests {
 
     #[test]
     fn parents_are_mounted_before_their_children_and_sources_opened_before_any_mount() {
-        let s = script(&[bind("/b", "/tmp/cache"), bind("/a", "/tmp")], "/");
-        let open = s.find("exec 3<'/a' 4<'/b'").expect(&s);
+        let s = script(
+            &[bind("/b", "/tmp/cache"), bind("/a", "/tmp")],
+            "/",
+            Path::new("/tmp/stash"),
+        );
+        let open = s.find("exec 3<'/a' 4<'/b' 5<'/tmp/stash'").expect(&s);
         let tmp = s.find(" --bind /proc/self/fd/3 '/tmp'\n").expect(&s);
         let cache = s.find(" --bind /proc/self/fd/4 '/tmp/cache'\n").expect(&s);
         assert!(open < tmp && tmp < cache, "{s}");
-        assert!(s.ends_with("cd '/'\nexec \"$@\"\n"), "{s}");
+        assert!(
+            s.ends_with("cd '/'\nexec -a stash /proc/self/fd/5 \"$@\"\n"),
+            "{s}"
+        );
     }
 
     #[test]
@@ -174,14 +172,12 @@ mod tests {
     }
 
     #[test]
-    fn a_mount_over_the_binary_or_a_relative_path_is_refused() {
+    fn a_relative_path_or_a_missing_source_is_refused() {
         let dir = std::env::temp_dir();
         let source = dir.display().to_string();
-        let bin = Path::new("/work/target/debug/stash");
-        assert!(check(&[bind(&source, "/work")], &[bin]).is_err());
-        assert!(check(&[bind(&source, "data")], &[bin]).is_err());
-        assert!(check(&[bind(&source, "/data/../work")], &[bin]).is_err());
-        assert!(check(&[bind(&source, "/workdir")], &[bin]).is_ok());
-        assert!(check(&[bind("/does/not/exist", "/data")], &[bin]).is_err());
+        assert!(check(&[bind(&source, "data")]).is_err());
+        assert!(check(&[bind(&source, "/data/../work")]).is_err());
+        assert!(check(&[bind(&source, "/workdir")]).is_ok());
+        assert!(check(&[bind("/does/not/exist", "/data")]).is_err());
     }
 }

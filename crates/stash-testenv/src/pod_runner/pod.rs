@@ -215,7 +215,7 @@ impl PodRun {
             }
         }
         spec.env.extend(env);
-        mounts::check(&binds, &[&self.cfg.stash_bin])?;
+        mounts::check(&binds)?;
         let workdir = c
             .working_dir
             .as_deref()
