@@ -40,8 +40,12 @@ fn start_cluster(dir: &Path) -> (Child, Vec<(u32, String)>) {
         std::thread::sleep(Duration::from_millis(200));
     }
     let env = std::fs::read_to_string(dir.join("env")).unwrap();
+    let lines: Vec<&str> = env.lines().collect();
     assert!(
-        env.starts_with("export KUBECONFIG=/") && env.ends_with("/kubeconfig\n"),
+        lines.len() == 2
+            && lines[0].starts_with("export KUBECONFIG=/")
+            && lines[0].ends_with("/kubeconfig")
+            && lines[1].starts_with("export STASH_PUSHGATEWAY_URL=http://127.0.0.1:"),
         "env file: {env:?}"
     );
     let pids: Vec<(u32, String)> = std::fs::read_to_string(dir.join("pids"))
