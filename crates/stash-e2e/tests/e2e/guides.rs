@@ -20,10 +20,10 @@ use serde_json::{Value, json};
 use stash_api::phase::{BackupInvokerPhase, BackupSessionPhase, RestorePhase};
 use stash_api::v1alpha1::Repository;
 use stash_api::v1beta1::{BackupConfiguration, BackupSession, RestoreSession};
-use stash_operator::{CancellationToken, OperatorConfig};
 use stash_testenv::pushgateway::Pushgateway;
-use stash_testenv::{TestEnv, TestNamespace, restic, s3, servers, tree, wait_for};
-use tokio::task::JoinHandle;
+use stash_testenv::{TestEnv, TestNamespace, restic, s3, tree, wait_for};
+
+use crate::operator::Operator;
 
 /// A whole backup and restore on two shared cores: generous on purpose.
 const FLOW_TIMEOUT: Duration = Duration::from_mins(4);
@@ -90,7 +90,12 @@ async fn run(guide: Guide) {
     let bucket = ns.name().to_owned();
     s3::shared().create_bucket(&bucket);
     create_repository(&client, &ns, &bucket).await;
-    let operator = Operator::start(client.clone(), &ns, &pushgateway.url());
+    let operator = Operator::start(client.clone(), &ns, |c| {
+        "stash-rs".clone_into(&mut c.docker_registry);
+        "stash".clone_into(&mut c.image);
+        c.pushgateway_url = pushgateway.url();
+        c.leader_election = None;
+    });
 
     let sources = source_volumes(&guide, &ns);
     for (i, dir) in sources.iter().enumerate() {
@@ -390,42 +395,4 @@ fn assert_metrics(pushgateway: &Pushgateway, invoker: &str, hosts: &[String]) {
             .is_empty(),
         "the last host pushed the repository metrics"
     );
-}
-
-/// The operator in this test's runtime, watching one namespace, injecting the image the pod runner
-/// executes and pushing to the test's Pushgateway.
-struct Operator {
-    shutdown: CancellationToken,
-    task: JoinHandle<Result<(), stash_operator::RunError>>,
-}
-
-impl Operator {
-    fn start(client: Client, namespace: &str, pushgateway_url: &str) -> Self {
-        let config = OperatorConfig {
-            docker_registry: "stash-rs".to_owned(),
-            image: "stash".to_owned(),
-            image_tag: "test".to_owned(),
-            pushgateway_url: pushgateway_url.to_owned(),
-            metrics_address: ([127, 0, 0, 1], servers::free_port()).into(),
-            watch_namespace: Some(namespace.to_owned()),
-            leader_election: None,
-            ..OperatorConfig::default()
-        };
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(stash_operator::run_with_client(
-            client,
-            config,
-            shutdown.clone(),
-        ));
-        Self { shutdown, task }
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.task)
-            .await
-            .expect("the operator stops within 30 s of its shutdown token")
-            .expect("the operator task panicked")
-            .expect("the operator returned an error");
-    }
 }

@@ -13,6 +13,7 @@ mod deploy_manifests;
 mod guides;
 mod helm_chart;
 mod job_runs_stash;
+mod operator;
 mod operator_backup_configuration;
 mod operator_backup_session;
 mod operator_binary;

@@ -17,68 +17,14 @@ use stash_api::condition::{ConditionStatus, ConditionType};
 use stash_api::labels;
 use stash_api::phase::BackupInvokerPhase;
 use stash_api::v1beta1::BackupConfiguration;
-use stash_operator::{CancellationToken, LeaderElection, OperatorConfig};
-use stash_testenv::{TestEnv, servers, wait_for};
-use tokio::task::JoinHandle;
+use stash_testenv::{TestEnv, wait_for};
 
 use crate::TIMEOUT;
+use crate::operator::Operator;
 
 const EXAMPLE: &str = include_str!(
     "../../../stash-api/tests/fixtures/stash-examples/backupconfiguration-deployment.yaml"
 );
-
-/// An operator running in this test's runtime, watching one namespace.
-struct Operator {
-    shutdown: CancellationToken,
-    task: JoinHandle<Result<(), stash_operator::RunError>>,
-    metrics_port: u16,
-}
-
-impl Operator {
-    fn start(client: Client, namespace: &str) -> Self {
-        let metrics_port = servers::free_port();
-        let config = OperatorConfig {
-            // Not an image the pod runner executes (it runs images named `stash`): these tests look at
-            // what is injected, not at the sidecar running.
-            docker_registry: "e2e.invalid".to_owned(),
-            image: "stash-placeholder".to_owned(),
-            image_tag: "test".to_owned(),
-            metrics_address: ([127, 0, 0, 1], metrics_port).into(),
-            watch_namespace: Some(namespace.to_owned()),
-            leader_election: Some(LeaderElection::new(namespace, "e2e-operator")),
-            ..OperatorConfig::default()
-        };
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(stash_operator::run_with_client(
-            client,
-            config,
-            shutdown.clone(),
-        ));
-        Self {
-            shutdown,
-            task,
-            metrics_port,
-        }
-    }
-
-    /// GET from the operator's metrics server, off the runtime thread the server runs on.
-    async fn get(&self, path: &str) -> servers::Response {
-        let url = format!("http://127.0.0.1:{}{path}", self.metrics_port);
-        tokio::task::spawn_blocking(move || servers::get(&url))
-            .await
-            .unwrap()
-            .expect("GET from the operator's metrics server")
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.task)
-            .await
-            .expect("the operator did not stop within 30 s of its shutdown token: a controller or the lease task hung")
-            .expect("the operator task panicked")
-            .expect("the operator returned an error");
-    }
-}
 
 async fn create_objects(client: &Client, ns: &str, with_secret: bool) -> BackupConfiguration {
     let pp = PostParams::default();
@@ -296,7 +242,7 @@ async fn a_backup_configuration_gets_an_owned_cronjob_and_its_deployment_the_sid
     let ns = env.namespace().await;
     let client = env.client();
     let created = create_objects(&client, &ns, true).await;
-    let operator = Operator::start(client.clone(), &ns);
+    let operator = Operator::start(client.clone(), &ns, |_| {});
     let bcs = Api::<BackupConfiguration>::namespaced(client.clone(), &ns);
     let cronjobs = Api::<CronJob>::namespaced(client.clone(), &ns);
     let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
@@ -405,7 +351,7 @@ async fn a_backup_configuration_whose_secret_is_missing_is_not_ready_until_the_s
     let ns = env.namespace().await;
     let client = env.client();
     create_objects(&client, &ns, false).await;
-    let operator = Operator::start(client.clone(), &ns);
+    let operator = Operator::start(client.clone(), &ns, |_| {});
     let bcs = Api::<BackupConfiguration>::namespaced(client.clone(), &ns);
 
     let bc = wait_for_phase(
@@ -512,7 +458,7 @@ async fn of_two_backup_configurations_on_one_deployment_the_newer_injects_and_th
     let ns = env.namespace().await;
     let client = env.client();
     create_objects(&client, &ns, true).await;
-    let operator = Operator::start(client.clone(), &ns);
+    let operator = Operator::start(client.clone(), &ns, |_| {});
     let bcs = Api::<BackupConfiguration>::namespaced(client.clone(), &ns);
     let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
     wait_for_phase(

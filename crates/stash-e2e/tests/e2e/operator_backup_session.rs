@@ -6,8 +6,6 @@
 // Kind names (BackupSession, BackupConfiguration) are prose in these docs, not code.
 #![allow(clippy::doc_markdown)]
 
-use std::time::Duration;
-
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Secret};
 use kube::api::{Api, ListParams, PostParams};
@@ -17,54 +15,15 @@ use stash_api::condition::{Condition, ConditionStatus, ConditionType};
 use stash_api::labels;
 use stash_api::phase::{BackupInvokerPhase, BackupSessionPhase, HostBackupPhase, TargetPhase};
 use stash_api::v1beta1::{BackupConfiguration, BackupSession, HostBackupStats};
-use stash_operator::{CancellationToken, LeaderElection, OperatorConfig};
-use stash_testenv::{Pushgateway, TestEnv, servers, wait_for};
-use tokio::task::JoinHandle;
+use stash_testenv::{Pushgateway, TestEnv, wait_for};
 
 use crate::TIMEOUT;
+use crate::operator::Operator;
 
 const EXAMPLE: &str = include_str!(
     "../../../stash-api/tests/fixtures/stash-examples/backupconfiguration-deployment.yaml"
 );
 const INVOKER: &str = "deployment-backup";
-
-/// An operator running in this test's runtime, watching one namespace, pushing to `pushgateway_url`.
-struct Operator {
-    shutdown: CancellationToken,
-    task: JoinHandle<Result<(), stash_operator::RunError>>,
-}
-
-impl Operator {
-    fn start(client: Client, namespace: &str, pushgateway_url: String) -> Self {
-        let config = OperatorConfig {
-            // Not an image the pod runner executes: the test plays the agent.
-            docker_registry: "e2e.invalid".to_owned(),
-            image: "stash-placeholder".to_owned(),
-            image_tag: "test".to_owned(),
-            pushgateway_url,
-            metrics_address: ([127, 0, 0, 1], servers::free_port()).into(),
-            watch_namespace: Some(namespace.to_owned()),
-            leader_election: Some(LeaderElection::new(namespace, "e2e-operator")),
-            ..OperatorConfig::default()
-        };
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(stash_operator::run_with_client(
-            client,
-            config,
-            shutdown.clone(),
-        ));
-        Self { shutdown, task }
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.task)
-            .await
-            .expect("the operator did not stop within 30 s of its shutdown token")
-            .expect("the operator task panicked")
-            .expect("the operator returned an error");
-    }
-}
 
 /// Repository, Secret, Deployment `stash-demo` and Stash's BackupConfiguration example with `spec`
 /// merged in; returns once the BackupConfiguration is Ready.
@@ -308,7 +267,7 @@ async fn a_deployment_session_runs_skips_a_second_one_succeeds_with_metrics_and_
     let ns = env.namespace().await;
     let client = env.client();
     let gateway = Pushgateway::start();
-    let operator = Operator::start(client.clone(), &ns, gateway.url());
+    let operator = Operator::start(client.clone(), &ns, |c| c.pushgateway_url = gateway.url());
     create_invoker(&client, &ns, json!({})).await;
     let sessions = Api::<BackupSession>::namespaced(client.clone(), &ns);
 
@@ -418,7 +377,7 @@ async fn a_failed_host_fails_the_session_whose_retry_then_exceeds_its_deadline()
     let ns = env.namespace().await;
     let client = env.client();
     let gateway = Pushgateway::start();
-    let operator = Operator::start(client.clone(), &ns, gateway.url());
+    let operator = Operator::start(client.clone(), &ns, |c| c.pushgateway_url = gateway.url());
     create_invoker(
         &client,
         &ns,

@@ -7,8 +7,6 @@
 // Kind names (RestoreSession, Deployment) are prose in these docs, not code.
 #![allow(clippy::doc_markdown)]
 
-use std::time::Duration;
-
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, PostParams};
@@ -18,54 +16,15 @@ use stash_api::condition::{ConditionStatus, ConditionType};
 use stash_api::labels;
 use stash_api::phase::{HostRestorePhase, RestorePhase};
 use stash_api::v1beta1::{HostRestoreStats, RestoreSession};
-use stash_operator::{CancellationToken, LeaderElection, OperatorConfig};
 use stash_testenv::{Pushgateway, TestEnv, servers, wait_for};
-use tokio::task::JoinHandle;
 
 use crate::TIMEOUT;
+use crate::operator::Operator;
 
 const EXAMPLE: &str =
     include_str!("../../../stash-api/tests/fixtures/stash-examples/restoresession-deployment.yaml");
 const NAME: &str = "deployment-restore";
 const DEPLOYMENT: &str = "stash-recovered";
-
-/// An operator running in this test's runtime, watching one namespace.
-struct Operator {
-    shutdown: CancellationToken,
-    task: JoinHandle<Result<(), stash_operator::RunError>>,
-}
-
-impl Operator {
-    fn start(client: Client, namespace: &str, pushgateway_url: String) -> Self {
-        let config = OperatorConfig {
-            // Not an image the pod runner executes: the test plays the agent.
-            docker_registry: "e2e.invalid".to_owned(),
-            image: "stash-placeholder".to_owned(),
-            image_tag: "test".to_owned(),
-            pushgateway_url,
-            metrics_address: ([127, 0, 0, 1], servers::free_port()).into(),
-            watch_namespace: Some(namespace.to_owned()),
-            leader_election: Some(LeaderElection::new(namespace, "e2e-operator")),
-            ..OperatorConfig::default()
-        };
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(stash_operator::run_with_client(
-            client,
-            config,
-            shutdown.clone(),
-        ));
-        Self { shutdown, task }
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.task)
-            .await
-            .expect("the operator did not stop within 30 s of its shutdown token: a controller or the lease task hung")
-            .expect("the operator task panicked")
-            .expect("the operator returned an error");
-    }
-}
 
 async fn create_secret(client: &Client, ns: &str) {
     let secret: Secret = serde_json::from_value(json!({
@@ -312,7 +271,9 @@ async fn a_restore_session_puts_stash_init_first_into_its_deployment_and_succeed
     create_secret(&client, &ns).await;
     create_deployment(&client, &ns).await;
     create_restore_session(&client, &ns).await;
-    let operator = Operator::start(client.clone(), &ns, pushgateway.url());
+    let operator = Operator::start(client.clone(), &ns, |c| {
+        c.pushgateway_url = pushgateway.url();
+    });
     let sessions = Api::<RestoreSession>::namespaced(client.clone(), &ns);
     let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
 
@@ -398,7 +359,9 @@ async fn a_restore_session_waits_pending_for_its_missing_repository_and_fails_wh
     create_secret(&client, &ns).await;
     create_deployment(&client, &ns).await;
     create_restore_session(&client, &ns).await;
-    let operator = Operator::start(client.clone(), &ns, pushgateway.url());
+    let operator = Operator::start(client.clone(), &ns, |c| {
+        c.pushgateway_url = pushgateway.url();
+    });
     let sessions = Api::<RestoreSession>::namespaced(client.clone(), &ns);
 
     let rs = wait_for_phase(
@@ -465,7 +428,9 @@ async fn a_restore_session_whose_host_does_not_report_within_its_timeout_fails_w
     create_secret(&client, &ns).await;
     create_deployment(&client, &ns).await;
     create_restore_session_with_timeout(&client, &ns, Some("5s")).await;
-    let operator = Operator::start(client.clone(), &ns, pushgateway.url());
+    let operator = Operator::start(client.clone(), &ns, |c| {
+        c.pushgateway_url = pushgateway.url();
+    });
     let sessions = Api::<RestoreSession>::namespaced(client.clone(), &ns);
 
     let rs = wait_for_phase(
