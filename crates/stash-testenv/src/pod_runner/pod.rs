@@ -180,6 +180,11 @@ impl PodRun {
                 spec.env.push((pass.into(), v));
             }
         }
+        // A container that mounts its own volume at the service-account path keeps it, as with a
+        // kubelet.
+        let own_mount = binds
+            .iter()
+            .any(|b| b.target.trim_end_matches('/') == identity::SERVICE_ACCOUNT_DIR);
         match PodIdentity::of(&self.pod, self.cfg.identity)? {
             PodIdentity::Admin if self.cfg.kubeconfig.is_some() => {
                 // Bound into the namespace like a kubelet's credentials, so no volume (an
@@ -189,7 +194,7 @@ impl PodRun {
                     .push(("KUBECONFIG".into(), super::ADMIN_KUBECONFIG.to_owned()));
                 // A kubelet always mounts the pod's namespace file, and in-pod code (Stash's
                 // `meta.Namespace()`) finds its namespace there; only the token is admin here.
-                if let Some(mount) = self.namespace_file(&binds)? {
+                if !own_mount && let Some(mount) = self.namespace_file()? {
                     binds.push(mount);
                 }
             }
@@ -199,14 +204,10 @@ impl PodRun {
                     "the pod runner has no in-cluster API server address (Config::in_cluster) for a \
                      ServiceAccount identity",
                 )?;
-                let own_mount = binds
-                    .iter()
-                    .any(|b| b.target.trim_end_matches('/') == identity::SERVICE_ACCOUNT_DIR);
                 if let Some(creds) =
                     identity::service_account(&self.client, &self.pod, in_cluster, &self.pod_dir)
                         .await?
                 {
-                    // A container that mounts its own volume there keeps it, as with a kubelet.
                     if !own_mount {
                         binds.push(creds.mount);
                     }
@@ -228,22 +229,16 @@ impl PodRun {
         Ok(proc)
     }
 
-    /// The service-account directory with only the `namespace` file, unless a volume is
-    /// mounted there already or the pod opts out of the automount.
-    fn namespace_file(
-        &self,
-        binds: &[mounts::BindMount],
-    ) -> Result<Option<mounts::BindMount>, String> {
+    /// The service-account directory with only the `namespace` file, unless the pod opts out
+    /// of the automount.
+    fn namespace_file(&self) -> Result<Option<mounts::BindMount>, String> {
         let opted_out = self
             .pod
             .spec
             .as_ref()
             .and_then(|s| s.automount_service_account_token)
             == Some(false);
-        let own_mount = binds
-            .iter()
-            .any(|b| b.target.trim_end_matches('/') == identity::SERVICE_ACCOUNT_DIR);
-        if opted_out || own_mount {
+        if opted_out {
             return Ok(None);
         }
         let dir = self.pod_dir.join("serviceaccount-namespace");
