@@ -49,8 +49,8 @@ fn cases() -> Vec<(
             "spec.retentionPolicy.prune", "expected true or false, got the string \"true\"", "remove the quotes"),
         ("negative keepLast", bc(&format!("  target:\n{DEPLOY}    paths: [/data]\n  retentionPolicy: {{name: k, keepLast: -1, prune: true}}\n")),
             "spec.retentionPolicy.keepLast", "-1 is negative", "positive `keepLast`"),
-        ("ReplicaSet target", bc(&format!("  target:\n    ref: {{apiVersion: apps/v1, kind: ReplicaSet, name: app}}\n    paths: [/data]\n{RETAIN}")),
-            "spec.target.ref.kind", "`ReplicaSet` targets were removed in Stash v0.18", "target the Deployment"),
+        ("ReplicationController target", bc(&format!("  target:\n    ref: {{apiVersion: v1, kind: ReplicationController, name: app}}\n    paths: [/data]\n{RETAIN}")),
+            "spec.target.ref.kind", "`ReplicationController` targets were removed in Stash v0.18", "target the Deployment"),
         ("Pod target", bc(&format!("  target:\n    ref: {{apiVersion: v1, kind: Pod, name: app}}\n    paths: [/data]\n{RETAIN}")),
             "spec.target.ref.kind", "unsupported target kind `Pod`", "Deployment, StatefulSet, DaemonSet"),
         ("lowercase kind", bc(&format!("  target:\n    ref: {{apiVersion: apps/v1, kind: deployment, name: app}}\n    paths: [/data]\n{RETAIN}")),
@@ -178,6 +178,27 @@ fn obsolete_directories_field_is_a_warning_that_names_its_replacement() {
     assert!(
         v.diagnostics()
             .any(|d| d.severity == Severity::Error && d.field == "spec.target.paths")
+    );
+}
+
+#[test]
+fn a_stash_v0_17_replicaset_target_is_accepted_with_a_deprecation_warning_naming_the_deployment_fix() {
+    let v = validate_manifests(
+        "v0.17.yaml",
+        &bc(&format!(
+            "  schedule: '@daily'\n  target:\n    ref: {{apiVersion: apps/v1, kind: ReplicaSet, name: app}}\n    volumeMounts: [{{name: data, mountPath: /data}}]\n    paths: [/data]\n{RETAIN}"
+        )),
+    );
+    assert_eq!(v.error_count(), 0, "{:?}", v.diagnostics().collect::<Vec<_>>());
+    let w: Vec<_> = v
+        .diagnostics()
+        .filter(|d| d.severity == Severity::Warning)
+        .collect();
+    assert!(
+        w.iter().any(|d| d.field == "spec.target.ref.kind"
+            && d.message.contains("deprecated since Stash v0.18")
+            && d.fix.contains("target the Deployment")),
+        "{w:?}"
     );
 }
 

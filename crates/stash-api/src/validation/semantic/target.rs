@@ -17,8 +17,10 @@ enum TargetClass {
 }
 
 /// `(kind, apiVersion Stash matches, class)`.
-const TARGET_KINDS: [(&str, &str, TargetClass); 6] = [
+const TARGET_KINDS: [(&str, &str, TargetClass); 7] = [
     ("Deployment", "apps/v1", TargetClass::Workload),
+    // Stash v0.9-v0.17 manifests (§8.1): still backed up by a sidecar, with a deprecation warning.
+    ("ReplicaSet", "apps/v1", TargetClass::Workload),
     ("StatefulSet", "apps/v1", TargetClass::Workload),
     ("DaemonSet", "apps/v1", TargetClass::Workload),
     (
@@ -51,7 +53,7 @@ fn target_ref(
     let Some(&(kind, api_version, class)) = TARGET_KINDS.iter().find(|(k, _, _)| *k == r.kind)
     else {
         let (message, fix) = match r.kind.as_str() {
-            "ReplicaSet" | "ReplicationController" => (
+            "ReplicationController" => (
                 format!("`{}` targets were removed in Stash v0.18", r.kind),
                 "target the Deployment (or StatefulSet/DaemonSet) that owns the pods instead".to_owned(),
             ),
@@ -86,6 +88,13 @@ fn target_ref(
                 format!("set `apiVersion: {api_version}`"),
             ));
         }
+    }
+    if kind == "ReplicaSet" {
+        out.push(Issue::warning(
+            &format!("{p}.kind"),
+            "`ReplicaSet` targets are deprecated since Stash v0.18; the sidecar is injected into the ReplicaSet's pod template and its pods are restarted as Stash v0.17 did, and a ReplicaSet owned by a Deployment is ignored",
+            "target the Deployment (or StatefulSet/DaemonSet) that owns the pods instead",
+        ));
     }
     if driver == Driver::VolumeSnapshotter && class == TargetClass::AppBinding {
         out.push(Issue::error(
