@@ -82,7 +82,52 @@ pub const INVOKER_FINALIZER: &str = "stash.appscode.com";
 pub const FIELD_MANAGER_OPERATOR: &str = "stash.appscode.com/operator";
 pub const FIELD_MANAGER_AGENT: &str = "stash.appscode.com/agent";
 
+/// The field manager a Lease candidate writes with: `<manager>/<identity>`, at most 128 bytes.
+///
+/// Taking a free Lease is a server-side apply without a resourceVersion, so two candidates under
+/// one field manager would both "win" (the apiserver sees one owner updating its own field); a
+/// manager per identity makes the second apply conflict, which is what elects one of them.
+#[must_use]
+pub fn lease_field_manager(manager: &str, identity: &str) -> String {
+    const MAX_FIELD_MANAGER_BYTES: usize = 128;
+    let mut name = format!("{manager}/{identity}");
+    if name.len() > MAX_FIELD_MANAGER_BYTES {
+        // Pod names end in their unique part, so keep the end.
+        let mut cut = name.len() - MAX_FIELD_MANAGER_BYTES;
+        while !name.is_char_boundary(cut) {
+            cut += 1;
+        }
+        name.drain(..cut);
+    }
+    name
+}
+
 /// Default restic host name.
 pub const DEFAULT_HOST: &str = "host-0";
 /// Length of a short snapshot id.
 pub const SNAPSHOT_ID_LENGTH: usize = 8;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_lease_candidate_writes_with_its_own_field_manager() {
+        assert_eq!(
+            lease_field_manager(FIELD_MANAGER_AGENT, "app-0"),
+            "stash.appscode.com/agent/app-0"
+        );
+        assert_ne!(
+            lease_field_manager(FIELD_MANAGER_AGENT, "app-0"),
+            lease_field_manager(FIELD_MANAGER_AGENT, "app-1")
+        );
+    }
+
+    #[test]
+    fn a_long_identity_keeps_its_unique_end_within_128_bytes() {
+        let identity = format!("{}-x2x9q", "a".repeat(200));
+        let manager = lease_field_manager(FIELD_MANAGER_AGENT, &identity);
+        assert_eq!(manager.len(), 128);
+        assert!(manager.ends_with("-x2x9q"));
+    }
+}

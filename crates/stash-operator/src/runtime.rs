@@ -265,7 +265,10 @@ async fn run_as_leader(
         .with_identity(&election.identity)
         .with_duration(duration)
         .with_grace((duration / 3).max(1))
-        .with_field_manager(labels::FIELD_MANAGER_OPERATOR)
+        .with_field_manager(labels::lease_field_manager(
+            labels::FIELD_MANAGER_OPERATOR,
+            &election.identity,
+        ))
         .build()
         .await
         .map_err(lease_error)?;

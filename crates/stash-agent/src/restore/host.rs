@@ -1,6 +1,14 @@
 //! Which host a pod restores (§8.5): the restic `--host` its data was backed up under, and the
 //! `hostname` of its `stats[]` entry.
 
+/// The Lease the pods of a restore target take turns on: `lock-<lowercase kind>-<name>-restore`,
+/// so of a Deployment's replicas (which share `host-0`) only the first restores and the others
+/// find the host final when their turn comes.
+#[must_use]
+pub fn lease_name(target_kind: &str, target_name: &str) -> String {
+    format!("lock-{}-{target_name}-restore", target_kind.to_lowercase())
+}
+
 /// A host name cannot be formed from what the pod knows; each message names the variable to set.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HostError {
@@ -49,6 +57,14 @@ pub fn host_name(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lease_is_named_after_the_lowercase_target_kind_and_name() {
+        assert_eq!(
+            lease_name("StatefulSet", "sample-sts"),
+            "lock-statefulset-sample-sts-restore"
+        );
+    }
 
     #[test]
     fn a_deployment_pod_restores_host_0_or_its_alias() {

@@ -3,15 +3,13 @@
 //! absolute paths before the workload's containers start, and reports it in the RestoreSession.
 //!
 //! - [`options`]: Stash's flags and the pod's environment.
-//! - [`host`]: which host this pod restores (§8.5).
+//! - [`host`]: which host this pod restores (§8.5) and the Lease its pods take turns on.
 //! - [`rules`]: which snapshots that host restores (§2.4).
-//! - [`leader`]: one restorer at a time per workload (the restore Lease).
 //! - [`status`]: the host's `stats[]` entry.
 //! - [`metrics`]: the host's gauges to the Pushgateway.
 //! - [`run`](mod@run): the whole run, in that order.
 
 pub mod host;
-pub mod leader;
 pub mod metrics;
 pub mod options;
 pub mod rules;

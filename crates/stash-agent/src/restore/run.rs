@@ -13,12 +13,12 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::host::{HostError, host_name};
-use super::leader::{LeaderError, Leadership, identity, lease_name};
+use super::host::{HostError, host_name, lease_name};
 use super::metrics::push_host;
 use super::options::RestoreOptions;
 use super::rules::{RestorePlan, RuleError, SnapshotChoice, plan};
 use super::status::{self, HostStatus, StatusError, already_done};
+use crate::lease::{self, LeaseError};
 use crate::repository::{self, ConnectOptions, RepositoryError};
 
 /// How often the operator's `totalHosts` is looked for.
@@ -40,7 +40,7 @@ pub enum RestoreError {
     #[error(transparent)]
     Host(#[from] HostError),
     #[error(transparent)]
-    Leader(#[from] LeaderError),
+    Lease(#[from] LeaseError),
     #[error("RestoreSession {namespace}/{name}: {error}")]
     Rules {
         namespace: String,
@@ -142,14 +142,17 @@ async fn run_in_span(
     }
 
     let lease = lease_name(&target.kind, &target.name);
-    let leadership = Leadership::acquire(
-        client.clone(),
+    let Some(leadership) = lease::acquire(
+        &client,
         namespace,
         &lease,
-        &identity(options.pod_name.as_deref()),
+        &lease::identity(options.pod_name.as_deref()),
         &cancel,
     )
-    .await?;
+    .await?
+    else {
+        return Err(RestoreError::Cancelled);
+    };
     let outcome = restore_as_leader(&client, options, &status, &target, &cancel).await;
     leadership.release().await;
     outcome

@@ -5,7 +5,7 @@
 //! actions. Who writes what is fixed in docs/session-protocol.md.
 //!
 //! - [`options`]: flags and pod environment; [`host`]: host name and election (§8.5);
-//!   [`lease`]: the Lease; [`watch`]: the session watch; [`invoker`]: the target's settings;
+//!   [`lease`](crate::lease): the Lease; [`watch`]: the session watch; [`invoker`]: the target's settings;
 //!   [`init_repo`]: `InitializeBackendRepository`; [`backup`]: the backup itself; [`progress`]:
 //!   progress in the status; [`stats`]: the `stats[]` entry; [`status`]: status read-modify-write;
 //!   [`post_backup`]: retention, check, repository status; [`metrics`]: the Pushgateway.
@@ -14,7 +14,6 @@ pub mod backup;
 pub mod host;
 pub mod init_repo;
 pub mod invoker;
-pub mod lease;
 pub mod metrics;
 pub mod options;
 pub mod post_backup;
@@ -40,9 +39,9 @@ use self::backup::{BackupOutcome, error_chain};
 use self::host::{Election, Host, HostError};
 use self::init_repo::InitState;
 use self::invoker::{InvokerError, TargetSettings};
-use self::lease::{HeldLease, LeaseError};
 use self::metrics::MetricsPusher;
 pub use self::options::RunBackupOptions;
+use crate::lease::{self, HeldLease, LeaseError};
 use crate::repository::{self, ConnectOptions};
 
 /// How often sessions waiting for the operator or for the repository are looked at again
