@@ -4,6 +4,7 @@
 
 pub mod cronjob;
 pub mod init_container;
+pub mod job;
 pub mod rbac;
 pub mod sidecar;
 

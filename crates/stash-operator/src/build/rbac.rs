@@ -79,7 +79,7 @@ fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
     }
 }
 
-fn named_rule(group: &str, resource: &str, name: &str, verbs: &[&str]) -> PolicyRule {
+pub(crate) fn named_rule(group: &str, resource: &str, name: &str, verbs: &[&str]) -> PolicyRule {
     PolicyRule {
         resource_names: Some(vec![name.to_owned()]),
         ..rule(&[group], &[resource], verbs)
@@ -224,8 +224,37 @@ pub fn restore_init_container_role_binding_name(kind: WorkloadKind, workload_nam
     )
 }
 
+const SIDECAR_REPOSITORY_ACCESS_PREFIX: &str = "stash-sidecar-repository";
+
+/// `<prefix>-<workload-namespace>-<lowercase-kind>-<workload-name>`: the Role (and its binding) that reads
+/// one Repository, in the Repository's namespace, so it carries the workload's namespace too.
+fn repository_access_name(prefix: &str, workload: &Workload) -> String {
+    valid_name_with_prefix_and_suffix(
+        prefix,
+        &format!(
+            "{}-{}",
+            workload.namespace().unwrap_or_default(),
+            workload.kind().lowercase()
+        ),
+        workload.name(),
+        MAX_NAME_LENGTH,
+    )
+}
+
+/// The names [`sidecar_rbac`] gives its objects for `workload`: the `stash-sidecar` RoleBinding (in the
+/// workload's namespace) and the Repository Role and RoleBinding (one name, in the Repository's
+/// namespace). They depend on the workload alone, so every invoker backing it up shares them; the
+/// controller removes them when the last of those invokers lets the workload go.
+#[must_use]
+pub fn sidecar_rbac_names(workload: &Workload) -> (String, String) {
+    (
+        sidecar_role_binding_name(workload.kind(), workload.name()),
+        repository_access_name(SIDECAR_REPOSITORY_ACCESS_PREFIX, workload),
+    )
+}
+
 /// Object metadata of an RBAC object the operator creates.
-fn rbac_meta(
+pub(crate) fn rbac_meta(
     name: String,
     namespace: &str,
     labels: BTreeMap<String, String>,
@@ -241,7 +270,7 @@ fn rbac_meta(
 }
 
 /// A RoleBinding of `role` (a `ClusterRole` or `Role`) to one service account.
-fn binding(
+pub(crate) fn binding(
     metadata: ObjectMeta,
     role_kind: &str,
     role: &str,
@@ -302,12 +331,7 @@ fn in_pod_executor_rbac(
         .namespace
         .as_deref()
         .unwrap_or(workload_namespace);
-    let access_name = valid_name_with_prefix_and_suffix(
-        repository_prefix,
-        &format!("{workload_namespace}-{}", workload.kind().lowercase()),
-        workload.name(),
-        MAX_NAME_LENGTH,
-    );
+    let access_name = repository_access_name(repository_prefix, workload);
     let access_owner = (repository_namespace == workload_namespace).then_some(owner);
     let access_meta = rbac_meta(
         access_name.clone(),
@@ -334,7 +358,7 @@ fn in_pod_executor_rbac(
     })
 }
 
-fn repository_identity(repository: &Repository) -> Result<(&str, &str), BuildRbacError> {
+pub(crate) fn repository_identity(repository: &Repository) -> Result<(&str, &str), BuildRbacError> {
     let name = repository.metadata.name.as_deref().unwrap_or_default();
     let secret = repository
         .spec
@@ -363,7 +387,7 @@ pub fn sidecar_rbac(
         repository,
         sidecar_cluster_role(),
         sidecar_role_binding_name(workload.kind(), workload.name()),
-        "stash-sidecar-repository",
+        SIDECAR_REPOSITORY_ACCESS_PREFIX,
         labels::COMPONENT_BACKUP,
         &[
             named_rule(labels::GROUP, "repositories", repo, &["get"]),

@@ -205,6 +205,10 @@ pub fn hosts(info: &BackupTargetInfo<'_>, workload: Option<&Workload>) -> Hosts 
         info.target_namespace(),
         reference.name
     );
+    if info.invoker.driver() == Driver::Restic && crate::build::job::is_pvc(reference) {
+        // §8.5: the backup Job is the one host of a standalone claim.
+        return Hosts::Known(1);
+    }
     if !info.uses_sidecar() {
         return Hosts::Problem(format!(
             "{described} ({}) is backed up by a backup Job or VolumeSnapshotter in Stash, which \
@@ -250,7 +254,12 @@ pub fn initial_targets(
                     true,
                     EXECUTOR_ENSURED,
                     format!(
-                        "The stash sidecar in {} backs up {} host(s).",
+                        "{} {} backs up {} host(s).",
+                        if info.uses_sidecar() {
+                            "The stash sidecar in"
+                        } else {
+                            "The backup Job of"
+                        },
                         target_ref(info).map_or_else(String::new, |r| format!(
                             "{} {}/{}",
                             r.kind,

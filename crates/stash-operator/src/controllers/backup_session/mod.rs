@@ -12,6 +12,7 @@ pub mod apply;
 pub mod build;
 pub mod dereference;
 pub mod history;
+pub mod job;
 pub mod metrics;
 pub mod phase;
 pub mod retry;
@@ -60,6 +61,8 @@ pub enum ReconcileError {
     Status(#[from] StatusError),
     #[error(transparent)]
     Apply(#[from] ApplyError),
+    #[error(transparent)]
+    Job(#[from] job::JobError),
 }
 
 impl ReconcileError {
@@ -70,6 +73,7 @@ impl ReconcileError {
             Self::Dereference { .. } => "ReadFailed",
             Self::Status(_) => "StatusWriteFailed",
             Self::Apply(_) => "RetryFailed",
+            Self::Job(_) => "BackupJobFailed",
         }
     }
 }
@@ -170,6 +174,10 @@ async fn start(
         info!("a DaemonSet target has no scheduled pods counted yet; looking again shortly");
         return Ok(Action::requeue(HOSTS_RECHECK));
     };
+    let jobs = job::ensure(&ctx.client, &ctx.settings, session, &invoker).await?;
+    if !jobs.is_empty() {
+        info!(jobs = ?jobs, "the backup Job of each PersistentVolumeClaim target is in place");
+    }
     let deadline = invoker.time_out().and_then(|time_out| {
         build::session_deadline(created(session, now), time_out)
             .inspect_err(|problem| warn!(%problem, "ignoring the invoker's timeOut"))

@@ -11,6 +11,7 @@ pub mod apply;
 pub mod build;
 pub mod completion;
 pub mod dereference;
+pub mod job;
 pub mod metrics;
 pub mod status;
 pub mod validate;
@@ -91,6 +92,8 @@ pub enum ReconcileError {
     },
     #[error("failed to run the finalizer: {message}")]
     Finalizer { message: String },
+    #[error(transparent)]
+    Job(#[from] crate::controllers::backup_session::job::JobError),
 }
 
 impl ReconcileError {
@@ -106,6 +109,7 @@ impl ReconcileError {
             Self::AddFinalizer { .. } => "AddFinalizerFailed",
             Self::RemoveFinalizer { .. } => "RemoveFinalizerFailed",
             Self::Finalizer { .. } => "FinalizerFailed",
+            Self::Job(_) => "RestoreJobFailed",
         }
     }
 
@@ -205,6 +209,9 @@ async fn reconcile_apply(rs: Arc<RestoreSession>, ctx: &Context) -> Result<Actio
         return Ok(Action::await_change());
     }
     let deref = dereference::dereference(&ctx.client, &rs).await?;
+    if crate::build::job::restores_a_claim(&rs) {
+        return Box::pin(job::reconcile(&rs, ctx, &deref, Timestamp::now())).await;
+    }
     let mut report = Report {
         deref: &deref,
         problems: None,

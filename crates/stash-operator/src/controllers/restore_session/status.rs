@@ -23,6 +23,7 @@ pub mod reasons {
     pub const METRICS_PUSH_FAILED: &str = "FailedToPushMetrics";
     pub const DEADLINE_EXCEEDED: &str = super::reason::FAILED_TO_COMPLETE_WITHIN_DEADLINE;
     pub const JOB_MODEL_UNSUPPORTED: &str = "RestoreJobNotSupported";
+    pub const RESTORE_JOB_CREATED: &str = "RestoreJobCreationSucceeded";
 }
 
 /// What happened to the init-container.
@@ -32,6 +33,10 @@ pub enum InjectionOutcome {
     NotApplicable,
     Injected {
         workload: String,
+    },
+    /// The restore Job of a PersistentVolumeClaim target is in place.
+    JobCreated {
+        job: String,
     },
     Failed {
         message: String,
@@ -184,6 +189,12 @@ pub fn conditions(rs: &RestoreSession, report: &Report<'_>) -> Vec<Condition> {
             reason::INIT_CONTAINER_INJECTION_SUCCEEDED,
             format!("The stash-init init-container is the first init-container of {workload}."),
         )),
+        InjectionOutcome::JobCreated { job } => out.push(condition(
+            ConditionType::RestoreJobCreated,
+            true,
+            reasons::RESTORE_JOB_CREATED,
+            format!("Restore Job {job} restores the PersistentVolumeClaim."),
+        )),
         InjectionOutcome::Failed { message } => out.push(condition(
             ConditionType::StashInitContainerInjected,
             false,
@@ -253,7 +264,7 @@ pub fn phase(conditions: &[Condition], hosts: HostCounts) -> RestorePhase {
     if has(T::ValidationPassed, False) {
         return RestorePhase::Invalid;
     }
-    if !has(T::StashInitContainerInjected, True) {
+    if !has(T::StashInitContainerInjected, True) && !has(T::RestoreJobCreated, True) {
         return RestorePhase::Pending;
     }
     if exists(T::MetricsPushed) {

@@ -221,7 +221,7 @@ pub fn validate<'a>(
     }
 }
 
-fn repository_problems(
+pub(crate) fn repository_problems(
     invoker: &str,
     namespace: String,
     name: String,

@@ -1,0 +1,261 @@
+//! The job model of a starting session (§9.2 step 6, §11.1): every target that is a standalone
+//! PersistentVolumeClaim gets its backup Job (with the service account and RBAC it runs as) before the
+//! target is marked Running. [`build`] is pure; [`ensure`] reads the Repository and applies the result
+//! (server-side apply, so a second reconcile of the same session changes nothing).
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::rbac::v1::ClusterRole;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use stash_api::common::RetentionPolicy;
+use stash_api::labels;
+use stash_api::v1alpha1::Repository;
+use stash_api::v1beta1::BackupSession;
+
+use super::dereference::InvokerObject;
+use crate::build::job::{BuildJobError, backup_job, backup_job_rbac, is_pvc};
+use crate::build::rbac::ExecutorRbac;
+use crate::settings::Settings;
+
+/// Ensuring the backup Jobs failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("{invoker} has no spec.repository; name the Repository its backup Job writes to")]
+    NoRepository { invoker: String },
+    #[error("failed to read Repository {namespace}/{name} for the backup Job")]
+    ReadRepository {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "Repository {namespace}/{name} does not exist; create it or correct spec.repository of the invoker"
+    )]
+    RepositoryNotFound { namespace: String, name: String },
+    #[error("failed to build the backup Job")]
+    Build {
+        #[from]
+        source: BuildJobError,
+    },
+    #[error("failed to apply {kind} {name}")]
+    Apply {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// One claim target's Job and the RBAC it runs with.
+#[derive(Clone, Debug)]
+pub struct BackupJob {
+    pub job: Job,
+    pub rbac: ExecutorRbac,
+}
+
+fn retention_policy(invoker: &InvokerObject) -> &RetentionPolicy {
+    match invoker {
+        InvokerObject::Configuration(bc) => &bc.spec.retention_policy,
+        InvokerObject::Batch(bb) => &bb.spec.retention_policy,
+    }
+}
+
+/// Whether any target of `invoker` is a standalone claim.
+#[must_use]
+pub fn has_claim_targets(invoker: &InvokerObject) -> bool {
+    invoker
+        .invoker()
+        .targets()
+        .iter()
+        .any(|t| t.target.is_some_and(|t| is_pvc(&t.reference)))
+}
+
+/// The Jobs of `session`'s claim targets (none when it has none).
+pub fn build(
+    session: &BackupSession,
+    invoker: &InvokerObject,
+    repository: &Repository,
+    settings: &Settings,
+) -> Result<Vec<BackupJob>, BuildJobError> {
+    invoker
+        .invoker()
+        .targets()
+        .iter()
+        .filter(|t| t.target.is_some_and(|t| is_pvc(&t.reference)))
+        .map(|info| {
+            Ok(BackupJob {
+                job: backup_job(
+                    session,
+                    info,
+                    retention_policy(invoker),
+                    repository,
+                    settings,
+                )?,
+                rbac: backup_job_rbac(info, repository)?,
+            })
+        })
+        .collect()
+}
+
+fn params() -> PatchParams {
+    PatchParams::apply(labels::FIELD_MANAGER_OPERATOR).force()
+}
+
+async fn apply_namespaced<K>(client: &Client, object: &K) -> Result<(), JobError>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+{
+    let name = object.name_any();
+    let namespace = object.namespace().unwrap_or_default();
+    Api::<K>::namespaced(client.clone(), &namespace)
+        .patch(&name, &params(), &Patch::Apply(object))
+        .await
+        .map(drop)
+        .map_err(|source| JobError::Apply {
+            kind: K::kind(&()).into_owned(),
+            name: format!("{namespace}/{name}"),
+            source,
+        })
+}
+
+/// Applies an executor's RBAC (roles before the bindings naming them), as the sidecar's is applied.
+pub async fn apply_rbac(client: &Client, rbac: &ExecutorRbac) -> Result<(), JobError> {
+    if let Some(sa) = &rbac.service_account {
+        apply_namespaced(client, sa).await?;
+    }
+    let role = &rbac.cluster_role;
+    Api::<ClusterRole>::all(client.clone())
+        .patch(&role.name_any(), &params(), &Patch::Apply(role))
+        .await
+        .map_err(|source| JobError::Apply {
+            kind: "ClusterRole".to_owned(),
+            name: role.name_any(),
+            source,
+        })?;
+    apply_namespaced(client, &rbac.role_binding).await?;
+    if let Some((role, binding)) = &rbac.repository_access {
+        apply_namespaced(client, role).await?;
+        apply_namespaced(client, binding).await?;
+    }
+    Ok(())
+}
+
+/// Applies a Job: server-side apply of the same object is a no-op, so a session reconciled twice
+/// still has one Job.
+pub async fn apply_job(client: &Client, job: &Job) -> Result<(), JobError> {
+    apply_namespaced(client, job).await
+}
+
+/// Reads the invoker's Repository and applies the backup Job of every claim target of `session`;
+/// returns the Jobs' names.
+pub async fn ensure(
+    client: &Client,
+    settings: &Settings,
+    session: &BackupSession,
+    invoker: &InvokerObject,
+) -> Result<Vec<String>, JobError> {
+    if !has_claim_targets(invoker) {
+        return Ok(Vec::new());
+    }
+    let reference = invoker
+        .invoker()
+        .repository()
+        .ok_or_else(|| JobError::NoRepository {
+            invoker: invoker.invoker().to_string(),
+        })?;
+    let namespace = reference
+        .namespace
+        .clone()
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or_else(|| invoker.invoker().namespace().to_owned());
+    let repository = Api::<Repository>::namespaced(client.clone(), &namespace)
+        .get_opt(&reference.name)
+        .await
+        .map_err(|source| JobError::ReadRepository {
+            namespace: namespace.clone(),
+            name: reference.name.clone(),
+            source,
+        })?
+        .ok_or_else(|| JobError::RepositoryNotFound {
+            namespace: namespace.clone(),
+            name: reference.name.clone(),
+        })?;
+    let jobs = build(session, invoker, &repository, settings)?;
+    let mut names = Vec::with_capacity(jobs.len());
+    for BackupJob { job, rbac } in &jobs {
+        apply_rbac(client, rbac).await?;
+        apply_job(client, job).await?;
+        names.push(job.name_any());
+    }
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stash_api::v1beta1::BackupConfiguration;
+
+    const PVC_EXAMPLE: &str = include_str!(
+        "../../../../stash-api/tests/fixtures/stash-examples/backupconfiguration-pvc-job-model.yaml"
+    );
+    const DEPLOYMENT_EXAMPLE: &str = include_str!(
+        "../../../../stash-api/tests/fixtures/stash-examples/backupconfiguration-deployment.yaml"
+    );
+
+    fn invoker(yaml: &str) -> InvokerObject {
+        let mut bc: BackupConfiguration = serde_yaml::from_str(yaml).unwrap();
+        bc.metadata.uid = Some("bc-1".to_owned());
+        InvokerObject::Configuration(Box::new(bc))
+    }
+
+    fn repository() -> Repository {
+        serde_yaml::from_str(
+            "apiVersion: stash.appscode.com/v1alpha1\nkind: Repository\nmetadata:\n  name: gcs-repo\n  namespace: demo\nspec:\n  backend:\n    gcs:\n      bucket: b\n    storageSecretName: gcs-secret\n",
+        )
+        .unwrap()
+    }
+
+    fn session() -> BackupSession {
+        serde_yaml::from_str(
+            "apiVersion: stash.appscode.com/v1beta1\nkind: BackupSession\nmetadata:\n  name: s-1\n  namespace: demo\n  uid: bs-1\nspec:\n  invoker:\n    apiGroup: stash.appscode.com\n    kind: BackupConfiguration\n    name: nfs-pvc-backup\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_claim_target_gets_one_job_and_one_running_host_and_a_workload_target_no_job() {
+        let pvc = invoker(PVC_EXAMPLE);
+        assert!(has_claim_targets(&pvc));
+        let jobs = build(&session(), &pvc, &repository(), &Settings::default()).unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].job.name_any(), "stash-backup-s-1-0");
+
+        let targets = super::super::build::initial_targets(
+            pvc.invoker(),
+            &std::collections::BTreeMap::new(),
+            jiff::Timestamp::UNIX_EPOCH,
+        )
+        .unwrap();
+        assert_eq!(targets[0].total_hosts, Some(1));
+        assert_eq!(
+            targets[0].phase,
+            Some(stash_api::phase::TargetPhase::Running)
+        );
+
+        let deployment = invoker(DEPLOYMENT_EXAMPLE);
+        assert!(!has_claim_targets(&deployment));
+        assert!(
+            build(&session(), &deployment, &repository(), &Settings::default())
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
