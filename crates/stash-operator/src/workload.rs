@@ -9,10 +9,11 @@ use k8s_openapi::api::apps::v1::{
     DaemonSet, DaemonSetUpdateStrategy, Deployment, ReplicaSet, RollingUpdateDaemonSet,
     StatefulSet, StatefulSetUpdateStrategy,
 };
-use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
+use stash_api::labels;
 
 /// API version of every supported workload kind.
 pub const APPS_V1: &str = "apps/v1";
@@ -60,11 +61,19 @@ impl WorkloadKind {
         Self::ALL.into_iter().find(|k| k.as_str() == kind)
     }
 
-    /// Whether Stash v0.24 backs this kind up with a sidecar (§8.1). ReplicaSets lost the sidecar in v0.18:
-    /// the Deployment owning them is the target.
+    /// Whether this kind is backed up by a sidecar (§8.1): all of them. A standalone ReplicaSet is a
+    /// Stash v0.9-v0.17 target, kept for old manifests with a deprecation warning (see
+    /// [`WorkloadKind::is_deprecated`]); a ReplicaSet a Deployment manages is never a target
+    /// ([`Workload::managing_deployment`]).
     #[must_use]
     pub fn has_sidecar_model(self) -> bool {
-        !matches!(self, WorkloadKind::ReplicaSet)
+        true
+    }
+
+    /// Whether Stash dropped this target kind (ReplicaSet, in v0.18) and only old manifests name it.
+    #[must_use]
+    pub fn is_deprecated(self) -> bool {
+        matches!(self, WorkloadKind::ReplicaSet)
     }
 }
 
@@ -286,6 +295,57 @@ impl Workload {
             .unwrap_or(DEFAULT_SERVICE_ACCOUNT)
     }
 
+    /// The Deployment that manages this ReplicaSet, if it is one: Stash v0.17 left such ReplicaSets
+    /// alone (§8.1), since their pod template is the Deployment's to write.
+    #[must_use]
+    pub fn managing_deployment(&self) -> Option<&str> {
+        let Self::ReplicaSet(rs) = self else {
+            return None;
+        };
+        managing_deployment(&rs.metadata)
+    }
+
+    /// Whether `pod` (one of this workload's) was created from the current pod template as far as stash
+    /// is concerned: the same executor containers and the same invoker hashes. Stash v0.17 deleted the
+    /// pods of a ReplicaSet that were not (§8.3), since a ReplicaSet never replaces its pods itself.
+    #[must_use]
+    pub fn pod_is_current(&self, pod: &Pod) -> bool {
+        let template = self.pod_template();
+        let template_spec = template.and_then(|t| t.spec.as_ref());
+        let template_annotations = template
+            .and_then(|t| t.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref());
+        let has = |spec: Option<&PodSpec>, init: bool, name: &str| {
+            spec.is_some_and(|s| {
+                let containers = if init {
+                    s.init_containers.as_deref().unwrap_or_default()
+                } else {
+                    &s.containers
+                };
+                containers.iter().any(|c| c.name == name)
+            })
+        };
+        let executors_match = [
+            (false, labels::CONTAINER_SIDECAR),
+            (true, labels::CONTAINER_INIT),
+        ]
+        .into_iter()
+        .all(|(init, name)| has(template_spec, init, name) == has(pod.spec.as_ref(), init, name));
+        let annotation = |annotations: Option<&BTreeMap<String, String>>, key: &str| {
+            annotations.and_then(|a| a.get(key)).cloned()
+        };
+        executors_match
+            && [
+                labels::ANNOTATION_LAST_APPLIED_BACKUP_INVOKER_HASH,
+                labels::ANNOTATION_LAST_APPLIED_RESTORE_INVOKER_HASH,
+            ]
+            .into_iter()
+            .all(|key| {
+                annotation(template_annotations, key)
+                    == annotation(pod.metadata.annotations.as_ref(), key)
+            })
+    }
+
     /// A controller reference to this workload, for objects that should go when it goes. `None` until the
     /// API server has given it a uid.
     #[must_use]
@@ -369,6 +429,17 @@ impl From<ReplicaSet> for Workload {
     fn from(w: ReplicaSet) -> Self {
         Self::ReplicaSet(w)
     }
+}
+
+/// The name of the Deployment among `metadata`'s owners, if any.
+#[must_use]
+pub fn managing_deployment(metadata: &ObjectMeta) -> Option<&str> {
+    metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.kind == "Deployment" && o.api_version.starts_with("apps/"))
+        .map(|o| o.name.as_str())
 }
 
 /// Unset, `0` and `0%` all stop a rolling update from taking a pod down.
@@ -477,6 +548,44 @@ mod tests {
         let before = w.clone();
         w.force_rolling_update();
         assert_eq!(w, before);
+    }
+
+    const REPLICA_SET: &str = "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: r\n  namespace: demo\nspec:\n  selector: {}\n  template:\n    metadata:\n      annotations:\n        stash.appscode.com/last-applied-backup-invoker-hash: \"42\"\n    spec:\n      containers:\n      - name: app\n      - name: stash\n";
+
+    #[test]
+    fn a_replicaset_owned_by_a_deployment_names_it_and_a_standalone_one_does_not() {
+        let standalone = workload(REPLICA_SET);
+        assert_eq!(standalone.managing_deployment(), None);
+        let mut owned = standalone.clone();
+        owned.metadata_mut().owner_references = Some(vec![OwnerReference {
+            api_version: "apps/v1".to_owned(),
+            kind: "Deployment".to_owned(),
+            name: "web".to_owned(),
+            uid: "u".to_owned(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }]);
+        assert_eq!(owned.managing_deployment(), Some("web"));
+    }
+
+    #[test]
+    fn a_pod_without_the_sidecar_or_with_an_old_hash_is_not_current_and_one_like_the_template_is() {
+        let rs = workload(REPLICA_SET);
+        let pod = |hash: Option<&str>, containers: &[&str]| -> Pod {
+            let annotations = hash.map(|h| {
+                format!("  annotations:\n    stash.appscode.com/last-applied-backup-invoker-hash: \"{h}\"\n")
+            });
+            let containers = containers.join("\n  - name: ");
+            serde_yaml::from_str(&format!(
+                "metadata:\n  name: p\n{}spec:\n  containers:\n  - name: {containers}\n",
+                annotations.unwrap_or_default()
+            ))
+            .unwrap()
+        };
+        assert!(rs.pod_is_current(&pod(Some("42"), &["app", "stash"])));
+        assert!(!rs.pod_is_current(&pod(None, &["app"])));
+        assert!(!rs.pod_is_current(&pod(Some("41"), &["app", "stash"])));
+        assert!(!rs.pod_is_current(&pod(Some("42"), &["app"])));
     }
 
     #[test]

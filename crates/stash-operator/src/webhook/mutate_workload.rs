@@ -135,6 +135,10 @@ fn mutate(
             .namespace
             .clone_from(&request.namespace);
     }
+    // Its pod template is the Deployment's: Stash v0.17 ignored such ReplicaSets (§8.1).
+    if workload.managing_deployment().is_some() {
+        return None;
+    }
     let before = workload.to_value();
     inject_backup(&mut workload, invokers, settings, warnings);
     inject_restore(&mut workload, invokers, settings, warnings);
@@ -179,6 +183,11 @@ fn inject_backup(
             // Everything the injection sets is already there (possibly with API-server defaults).
             if !is_subset(&patched.to_value(), &workload.to_value()) {
                 *workload = patched;
+            }
+            if workload.kind().is_deprecated() {
+                warnings.push(format!(
+                    "stash: {invoker} targets {workload}, a deprecated target (Stash v0.9-v0.17): the sidecar is injected as Stash v0.17 did; target the Deployment that owns the pods instead"
+                ));
             }
         }
         Err(err) => warnings.push(format!("stash: not injecting the sidecar: {err}")),

@@ -6,8 +6,10 @@
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::rbac::v1::ClusterRole;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -15,8 +17,8 @@ use stash_api::labels;
 use stash_api::v1beta1::BackupConfiguration;
 
 use super::build::Resources;
-use crate::build::rbac::ExecutorRbac;
-use crate::workload::Workload;
+use crate::build::rbac::{ExecutorRbac, sidecar_rbac_names};
+use crate::workload::{Workload, managing_deployment};
 
 /// Writing an object failed.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +32,12 @@ pub enum ApplyError {
     },
     #[error("failed to update {workload} with the stash sidecar")]
     UpdateWorkload {
+        workload: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("failed to list the pods of {workload}")]
+    ListPods {
         workload: String,
         #[source]
         source: kube::Error,
@@ -147,6 +155,7 @@ pub async fn apply(client: &Client, resources: &Resources) -> Result<Applied, Ap
             update_workload(client, &sidecar.workload).await?;
         }
         workload_updated = Some(!sidecar.current);
+        restart_stale_pods(client, &sidecar.workload).await?;
     }
     Ok(Applied {
         cronjob_name: resources.cronjob.name_any(),
@@ -178,26 +187,158 @@ pub async fn delete_cronjob(
 /// Whether the sidecar in `workload` was put there for `bc` (per the last-applied annotations).
 #[must_use]
 pub fn injected_for(workload: &Workload, bc: &BackupConfiguration) -> bool {
-    if workload.annotation(labels::ANNOTATION_LAST_APPLIED_BACKUP_INVOKER_KIND)
+    recorded_backup_configuration(workload.metadata()).is_some_and(|(ns, name)| {
+        Some(&ns) == bc.metadata.namespace.as_ref() && Some(&name) == bc.metadata.name.as_ref()
+    })
+}
+
+/// The BackupConfiguration (namespace, name) a workload's last-applied annotations record, if they
+/// record one. A ReplicaSet a Deployment manages carries its Deployment's annotations (the Deployment
+/// controller copies them), but the record is the Deployment's, so it counts for nothing here.
+#[must_use]
+pub fn recorded_backup_configuration(metadata: &ObjectMeta) -> Option<(String, String)> {
+    if managing_deployment(metadata).is_some() {
+        return None;
+    }
+    let annotations = metadata.annotations.as_ref()?;
+    if annotations
+        .get(labels::ANNOTATION_LAST_APPLIED_BACKUP_INVOKER_KIND)
+        .map(String::as_str)
         != Some("BackupConfiguration")
     {
-        return false;
+        return None;
     }
-    let Some(applied) = workload
-        .annotation(labels::ANNOTATION_LAST_APPLIED_BACKUP_INVOKER)
-        .and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok())
-    else {
-        return false;
-    };
+    let applied: serde_json::Value =
+        serde_json::from_str(annotations.get(labels::ANNOTATION_LAST_APPLIED_BACKUP_INVOKER)?)
+            .ok()?;
     let field = |f: &str| {
         applied
             .pointer(&format!("/metadata/{f}"))
             .and_then(serde_json::Value::as_str)
+            .filter(|s| !s.is_empty())
             .map(str::to_owned)
     };
-    field("name") == bc.metadata.name
-        && field("namespace")
-            .or_else(|| workload.namespace().map(str::to_owned))
-            .as_deref()
-            == bc.namespace().as_deref()
+    let namespace = field("namespace").or_else(|| metadata.namespace.clone())?;
+    Some((namespace, field("name")?))
+}
+
+/// Deletes the pods of a ReplicaSet that do not match its pod template's executors and hashes, as Stash
+/// v0.17 did (§8.3): a ReplicaSet never replaces a running pod after a template change, and it creates
+/// the replacements from the new template. Other kinds roll by themselves; nothing is done for them.
+pub async fn restart_stale_pods(client: &Client, workload: &Workload) -> Result<usize, ApplyError> {
+    let Workload::ReplicaSet(rs) = workload else {
+        return Ok(0);
+    };
+    let Some(uid) = rs.metadata.uid.as_deref() else {
+        return Ok(0);
+    };
+    let namespace = workload.namespace().unwrap_or_default().to_owned();
+    let selector = rs
+        .spec
+        .selector
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let pods = Api::<Pod>::namespaced(client.clone(), &namespace);
+    let listed = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|source| ApplyError::ListPods {
+            workload: workload.to_string(),
+            source,
+        })?;
+    let mut restarted = 0;
+    for pod in listed.items.iter().filter(|p| {
+        p.metadata.deletion_timestamp.is_none()
+            && p.owner_references().iter().any(|o| o.uid == uid)
+            && !workload.pod_is_current(p)
+    }) {
+        delete_ignoring_absent(&pods, &pod.name_any(), "Pod", &namespace).await?;
+        tracing::info!(target = %workload, pod = %pod.name_any(), "deleted a pod created from the old pod template");
+        restarted += 1;
+    }
+    Ok(restarted)
+}
+
+async fn delete_ignoring_absent<K>(
+    api: &Api<K>,
+    name: &str,
+    kind: &str,
+    namespace: &str,
+) -> Result<(), ApplyError>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(ApplyError::Delete {
+            kind: kind.to_owned(),
+            name: format!("{namespace}/{name}"),
+            source,
+        }),
+    }
+}
+
+/// Deletes the sidecar's RBAC for `workload` ([`sidecar_rbac_names`]): the `stash-sidecar` RoleBinding in
+/// its namespace and the Repository Role and RoleBinding in `repository_namespace`.
+pub async fn delete_sidecar_rbac(
+    client: &Client,
+    workload: &Workload,
+    repository_namespace: &str,
+) -> Result<(), ApplyError> {
+    let namespace = workload.namespace().unwrap_or_default();
+    let (binding, access) = sidecar_rbac_names(workload);
+    let bindings = |ns: &str| Api::<RoleBinding>::namespaced(client.clone(), ns);
+    delete_ignoring_absent(&bindings(namespace), &binding, "RoleBinding", namespace).await?;
+    delete_ignoring_absent(
+        &bindings(repository_namespace),
+        &access,
+        "RoleBinding",
+        repository_namespace,
+    )
+    .await?;
+    delete_ignoring_absent(
+        &Api::<Role>::namespaced(client.clone(), repository_namespace),
+        &access,
+        "Role",
+        repository_namespace,
+    )
+    .await
+}
+
+/// Deletes a trigger CronJob of `bc` that is no longer its current one (its name follows the target's
+/// namespace) with the RoleBinding and, when `bc` owns it, the ServiceAccount of the same name.
+pub async fn delete_trigger(
+    client: &Client,
+    bc: &BackupConfiguration,
+    name: &str,
+) -> Result<(), ApplyError> {
+    let namespace = bc.namespace().unwrap_or_default();
+    delete_cronjob(client, bc, name).await?;
+    delete_ignoring_absent(
+        &Api::<RoleBinding>::namespaced(client.clone(), &namespace),
+        name,
+        "RoleBinding",
+        &namespace,
+    )
+    .await?;
+    let accounts = Api::<ServiceAccount>::namespaced(client.clone(), &namespace);
+    let owned = accounts
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|sa| {
+            sa.owner_references()
+                .iter()
+                .any(|o| Some(&o.uid) == bc.metadata.uid.as_ref())
+        });
+    if owned {
+        delete_ignoring_absent(&accounts, name, "ServiceAccount", &namespace).await?;
+    }
+    Ok(())
 }

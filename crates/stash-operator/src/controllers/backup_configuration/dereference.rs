@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::{Client, ResourceExt};
@@ -20,7 +20,7 @@ use crate::workload::{APPS_V1, Workload, WorkloadKind};
 pub struct Dereferenced {
     pub repository: Option<Repository>,
     pub secret: Option<Secret>,
-    /// The target, when it is a Deployment, StatefulSet or DaemonSet of `apps/v1` that exists.
+    /// The target, when it is a Deployment, StatefulSet, DaemonSet or ReplicaSet of `apps/v1` that exists.
     pub workload: Option<Workload>,
     /// Live BackupConfigurations (this one included) whose target names `workload`.
     pub contenders: Vec<Arc<BackupConfiguration>>,
@@ -95,7 +95,8 @@ pub fn storage_secret_name(repository: &Repository) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
-async fn get_workload(
+/// Reads one workload; `None` when it does not exist.
+pub async fn get_workload(
     client: &Client,
     kind: WorkloadKind,
     namespace: &str,
@@ -114,7 +115,10 @@ async fn get_workload(
             .get_opt(name)
             .await?
             .map(Workload::from),
-        WorkloadKind::ReplicaSet => None,
+        WorkloadKind::ReplicaSet => Api::<ReplicaSet>::namespaced(client.clone(), namespace)
+            .get_opt(name)
+            .await?
+            .map(Workload::from),
     })
 }
 

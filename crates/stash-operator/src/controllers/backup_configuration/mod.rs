@@ -8,6 +8,7 @@
 pub mod apply;
 pub mod build;
 pub mod dereference;
+pub mod release;
 pub mod status;
 pub mod validate;
 
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
@@ -31,14 +32,12 @@ use stash_api::v1beta1::BackupConfiguration;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span, warn};
 
-use self::apply::{ApplyError, delete_cronjob, injected_for, update_workload};
+use self::apply::{ApplyError, delete_cronjob, delete_trigger, recorded_backup_configuration};
 use self::build::BuildError;
-use self::dereference::{
-    DereferenceError, read_workload, repository_key, storage_secret_name, workload_key,
-};
+use self::dereference::{DereferenceError, repository_key, storage_secret_name, workload_key};
+use self::release::ReleaseError;
 use self::status::{Report, SidecarOutcome, StatusError};
 use self::validate::{SidecarTarget, ValidateErrors};
-use crate::build::sidecar::remove_sidecar_from_workload;
 use crate::context::Context;
 use crate::invoker::BackupInvoker;
 use crate::workload::Workload;
@@ -68,6 +67,11 @@ pub enum ReconcileError {
     Apply {
         #[from]
         source: ApplyError,
+    },
+    #[error("failed to let go of a workload the BackupConfiguration no longer targets")]
+    Release {
+        #[from]
+        source: ReleaseError,
     },
     #[error(transparent)]
     Status(#[from] StatusError),
@@ -100,6 +104,7 @@ impl ReconcileError {
             Self::Validate(e) => e.reason(),
             Self::Build { source, .. } => source.reason(),
             Self::Apply { .. } => "ApplyFailed",
+            Self::Release { .. } => "ReleaseFailed",
             Self::Status(_) => "StatusWriteFailed",
             Self::ListCronJobs { .. } => "ListFailed",
             Self::AddFinalizer { .. } => "AddFinalizerFailed",
@@ -194,6 +199,9 @@ async fn reconcile_apply(
     ctx: &Context,
 ) -> Result<Action, ReconcileError> {
     let deref = dereference::dereference(ctx, &bc).await?;
+    for workload in release::release_previous_targets(ctx, &bc).await? {
+        tracing::info!(target = %workload, "released a workload the BackupConfiguration no longer targets");
+    }
     let mut report = Report {
         deref: &deref,
         problems: None,
@@ -241,11 +249,20 @@ async fn reconcile_apply(
         }
     };
     let applied = apply::apply(&ctx.client, &resources).await?;
-    if applied.workload_updated == Some(true) {
-        tracing::info!(
-            target = %resources.sidecar.as_ref().map(|s| s.workload.to_string()).unwrap_or_default(),
-            "injected the stash sidecar"
-        );
+    for stale in owned_cronjobs(ctx, &bc)
+        .await?
+        .into_iter()
+        .filter(|name| *name != applied.cronjob_name)
+    {
+        delete_trigger(&ctx.client, &bc, &stale).await?;
+    }
+    if applied.workload_updated == Some(true)
+        && let Some(sidecar) = &resources.sidecar
+    {
+        tracing::info!(target = %sidecar.workload, "injected the stash sidecar");
+        if sidecar.workload.kind().is_deprecated() {
+            warn_deprecated_target(ctx, &bc, &sidecar.workload).await;
+        }
     }
     report.sidecar = match valid.sidecar {
         SidecarTarget::None => SidecarOutcome::NotApplicable,
@@ -278,12 +295,14 @@ async fn reconcile_apply(
     Ok(Action::requeue(RESYNC))
 }
 
-/// Deletion (§4.3 step 1): the trigger CronJobs this BackupConfiguration owns, then the sidecar and the
-/// annotations in the workload if they are this BackupConfiguration's.
-async fn cleanup(bc: Arc<BackupConfiguration>, ctx: &Context) -> Result<Action, ReconcileError> {
+/// The names of the trigger CronJobs `bc` owns.
+async fn owned_cronjobs(
+    ctx: &Context,
+    bc: &BackupConfiguration,
+) -> Result<Vec<String>, ReconcileError> {
     let namespace = bc.namespace().unwrap_or_default();
-    let owned = Api::<CronJob>::namespaced(ctx.client.clone(), &namespace)
-        .list(&ListParams::default().labels(&format!(
+    let managed = Api::<CronJob>::namespaced(ctx.client.clone(), &namespace)
+        .list_metadata(&ListParams::default().labels(&format!(
             "{}={}",
             labels::LABEL_MANAGED_BY,
             labels::MANAGED_BY
@@ -294,20 +313,49 @@ async fn cleanup(bc: Arc<BackupConfiguration>, ctx: &Context) -> Result<Action, 
             source,
         })?;
     let uid = bc.uid();
-    for cronjob in owned.items.iter().filter(|c| {
-        c.owner_references()
-            .iter()
-            .any(|o| Some(&o.uid) == uid.as_ref())
-    }) {
-        delete_cronjob(&ctx.client, &bc, &cronjob.name_any()).await?;
+    Ok(managed
+        .items
+        .iter()
+        .filter(|c| {
+            c.owner_references()
+                .iter()
+                .any(|o| Some(&o.uid) == uid.as_ref())
+        })
+        .map(ResourceExt::name_any)
+        .collect())
+}
+
+/// A Warning Event on the BackupConfiguration: its target kind is one Stash dropped (a ReplicaSet, v0.18),
+/// handled as Stash v0.17 did. Sent when the sidecar goes in, so once per injection.
+async fn warn_deprecated_target(ctx: &Context, bc: &BackupConfiguration, workload: &Workload) {
+    let note = format!(
+        "{}: {workload} is a deprecated target (Stash v0.9-v0.17); the sidecar is injected into its pod template and its pods are restarted as Stash v0.17 did; target the Deployment (or StatefulSet/DaemonSet) that owns the pods instead",
+        BackupInvoker::Configuration(bc)
+    );
+    let event = kube::runtime::events::Event {
+        type_: EventType::Warning,
+        reason: "DeprecatedTarget".to_owned(),
+        note: Some(note),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(err) = ctx.recorder.publish(&event, &bc.object_ref(&())).await {
+        warn!(
+            error = &err as &dyn std::error::Error,
+            "failed to publish the DeprecatedTarget event"
+        );
     }
-    if let Some(mut workload) = read_workload(&ctx.client, &bc).await?
-        && injected_for(&workload, &bc)
-    {
-        remove_sidecar_from_workload(&mut workload, &ctx.settings);
-        update_workload(&ctx.client, &workload).await?;
-        tracing::info!(target = %workload, "removed the stash sidecar");
+}
+
+/// Deletion (§4.3 step 1): the trigger CronJobs this BackupConfiguration owns, then the sidecar and the
+/// annotations in every workload that records this BackupConfiguration, and the sidecar's RBAC unless
+/// another BackupConfiguration still backs the workload up. The trigger's ServiceAccount and RoleBinding
+/// are owned by the BackupConfiguration and go with it (garbage collection).
+async fn cleanup(bc: Arc<BackupConfiguration>, ctx: &Context) -> Result<Action, ReconcileError> {
+    for cronjob in owned_cronjobs(ctx, &bc).await? {
+        delete_cronjob(&ctx.client, &bc, &cronjob).await?;
     }
+    release::release_all(ctx, &bc).await?;
     ctx.reset_backoff(&key(&bc));
     Ok(Action::await_change())
 }
@@ -322,12 +370,13 @@ where
     }
 }
 
-/// The BackupConfigurations whose target names `workload`.
+/// The BackupConfigurations whose target names `workload`, and the one its annotations record (which
+/// takes its sidecar back out once it targets something else).
 fn targeting(
     store: &Store<BackupConfiguration>,
     workload: &Workload,
 ) -> Vec<ObjectRef<BackupConfiguration>> {
-    store
+    let mut out: Vec<ObjectRef<BackupConfiguration>> = store
         .state()
         .iter()
         .filter(|bc| workload_key(bc).is_some())
@@ -337,7 +386,14 @@ fn targeting(
                 .is_some()
         })
         .map(|bc| ObjectRef::from_obj(bc.as_ref()))
-        .collect()
+        .collect();
+    if let Some((namespace, name)) = recorded_backup_configuration(workload.metadata()) {
+        let recorded = ObjectRef::new(&name).within(&namespace);
+        if !out.contains(&recorded) {
+            out.push(recorded);
+        }
+    }
+    out
 }
 
 /// The BackupConfigurations that use Repository `namespace/name`.
@@ -385,8 +441,8 @@ pub async fn run(
     let by_repository = store.clone();
     let by_secret = store.clone();
     let secret_repositories = repositories.clone();
-    let (by_deployment, by_statefulset, by_daemonset) =
-        (store.clone(), store.clone(), store.clone());
+    let (by_deployment, by_statefulset, by_daemonset, by_replicaset) =
+        (store.clone(), store.clone(), store.clone(), store.clone());
     let controller = controller
         .watches(
             api::<Repository>(&client, ns),
@@ -418,8 +474,17 @@ pub async fn run(
         .watches(api::<StatefulSet>(&client, ns), config.clone(), move |w| {
             targeting(&by_statefulset, &Workload::from(w))
         })
-        .watches(api::<DaemonSet>(&client, ns), config, move |w| {
+        .watches(api::<DaemonSet>(&client, ns), config.clone(), move |w| {
             targeting(&by_daemonset, &Workload::from(w))
+        })
+        // Standalone ReplicaSets are Stash v0.9-v0.17 targets; those a Deployment manages map to nothing.
+        .watches(api::<ReplicaSet>(&client, ns), config, move |w| {
+            let workload = Workload::from(w);
+            if workload.managing_deployment().is_some() {
+                Vec::new()
+            } else {
+                targeting(&by_replicaset, &workload)
+            }
         })
         .graceful_shutdown_on(shutdown.clone().cancelled_owned());
 

@@ -59,6 +59,14 @@ pub enum ValidateError {
         namespace: String,
         name: String,
     },
+    #[error(
+        "{invoker}: {workload} is managed by Deployment `{deployment}`, and a ReplicaSet a Deployment manages is never injected (its pod template is the Deployment's); set spec.target.ref to `apiVersion: apps/v1, kind: Deployment, name: {deployment}`"
+    )]
+    TargetManagedByDeployment {
+        invoker: String,
+        workload: String,
+        deployment: String,
+    },
 }
 
 impl ValidateError {
@@ -74,6 +82,7 @@ impl ValidateError {
             Self::SecretNotFound { .. } => "SecretNotFound",
             Self::SecretKeyMissing { .. } => "SecretKeyMissing",
             Self::TargetNotFound { .. } => "TargetNotFound",
+            Self::TargetManagedByDeployment { .. } => "TargetManagedByDeployment",
         }
     }
 
@@ -86,6 +95,7 @@ impl ValidateError {
             Self::MissingRepositoryRef { .. }
                 | Self::MissingTarget { .. }
                 | Self::MissingSchedule { .. }
+                | Self::TargetManagedByDeployment { .. }
         )
     }
 
@@ -100,7 +110,9 @@ impl ValidateError {
             Self::MissingStorageSecretName { .. }
             | Self::SecretNotFound { .. }
             | Self::SecretKeyMissing { .. } => ConditionType::BackendSecretFound,
-            Self::TargetNotFound { .. } => ConditionType::BackupTargetFound,
+            Self::TargetNotFound { .. } | Self::TargetManagedByDeployment { .. } => {
+                ConditionType::BackupTargetFound
+            }
         }
     }
 }
@@ -176,6 +188,52 @@ pub fn winner(contenders: &[Arc<BackupConfiguration>]) -> Option<&BackupConfigur
     })
 }
 
+/// What the sidecar stage does with the target workload; a missing target, or a ReplicaSet a Deployment
+/// manages, is a problem.
+fn sidecar_target<'a>(
+    bc: &'a BackupConfiguration,
+    deref: &'a Dereferenced,
+    invoker: &str,
+    problems: &mut Vec<ValidateError>,
+) -> SidecarTarget<'a> {
+    let uses_sidecar = BackupInvoker::Configuration(bc)
+        .targets()
+        .first()
+        .is_some_and(crate::invoker::BackupTargetInfo::uses_sidecar);
+    let mut sidecar = SidecarTarget::None;
+    if let Some((kind, namespace, name)) = workload_key(bc) {
+        match &deref.workload {
+            None => problems.push(ValidateError::TargetNotFound {
+                invoker: invoker.to_owned(),
+                kind: kind.to_string(),
+                namespace,
+                name,
+            }),
+            Some(workload) if workload.managing_deployment().is_some() => {
+                problems.push(ValidateError::TargetManagedByDeployment {
+                    invoker: invoker.to_owned(),
+                    workload: workload.to_string(),
+                    deployment: workload
+                        .managing_deployment()
+                        .unwrap_or_default()
+                        .to_owned(),
+                });
+            }
+            Some(workload) if uses_sidecar => {
+                sidecar = match winner(&deref.contenders) {
+                    Some(winner) if winner.uid() != bc.uid() => {
+                        SidecarTarget::Superseded { workload, winner }
+                    }
+                    _ => SidecarTarget::Inject(workload),
+                };
+            }
+            Some(_) => {}
+        }
+    }
+
+    sidecar
+}
+
 /// Stage 2 of the pipeline.
 pub fn validate<'a>(
     bc: &'a BackupConfiguration,
@@ -242,30 +300,7 @@ pub fn validate<'a>(
             invoker: invoker.clone(),
         });
     }
-    let uses_sidecar = BackupInvoker::Configuration(bc)
-        .targets()
-        .first()
-        .is_some_and(crate::invoker::BackupTargetInfo::uses_sidecar);
-    let mut sidecar = SidecarTarget::None;
-    if let Some((kind, namespace, name)) = workload_key(bc) {
-        match &deref.workload {
-            None => problems.push(ValidateError::TargetNotFound {
-                invoker: invoker.clone(),
-                kind: kind.to_string(),
-                namespace,
-                name,
-            }),
-            Some(workload) if uses_sidecar => {
-                sidecar = match winner(&deref.contenders) {
-                    Some(winner) if winner.uid() != bc.uid() => {
-                        SidecarTarget::Superseded { workload, winner }
-                    }
-                    _ => SidecarTarget::Inject(workload),
-                };
-            }
-            Some(_) => {}
-        }
-    }
+    let sidecar = sidecar_target(bc, deref, &invoker, &mut problems);
 
     match (&deref.repository, problems.is_empty()) {
         (Some(repository), true) => Ok(ValidBackupConfiguration {
