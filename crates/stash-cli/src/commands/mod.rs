@@ -1,6 +1,7 @@
 //! One module per subcommand; `dispatch` routes parsed options to them.
 
 mod backup;
+pub mod backup_pvc;
 mod check;
 pub mod crd;
 pub mod create_backupsession;
@@ -10,10 +11,12 @@ pub mod operator;
 mod prune;
 mod repo;
 mod restore;
+pub mod restore_pvc;
 pub mod run_backup;
 mod snapshots;
 mod stats;
 mod unlock;
+pub mod update_status;
 pub mod validate;
 
 use tokio_util::sync::CancellationToken;
@@ -37,6 +40,9 @@ pub async fn dispatch(opts: Opts, cancel: &CancellationToken) -> anyhow::Result<
         Command::Operator(args) => operator::run(&args, cancel).await,
         Command::CreateBackupsession(args) => create_backupsession::run(&args).await,
         Command::RunBackup(args) => run_backup::run(&args, cancel).await,
+        Command::BackupPvc(args) => backup_pvc::run(&args, cancel).await,
+        Command::RestorePvc(args) => restore_pvc::run(&args, cancel).await,
+        Command::UpdateStatus(args) => update_status::run(&args, cancel).await,
         Command::Crd(args) => crd::run(&args),
         Command::Validate(args) => validate::run(&args, repo.json),
     }
