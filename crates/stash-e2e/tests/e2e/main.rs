@@ -6,6 +6,7 @@
 //! `deploy/crds/`; a missing one fails the tests with the command to run.
 
 mod agent_create_backupsession;
+mod agent_faults;
 mod agent_lease;
 mod agent_restore;
 mod agent_run_backup;
