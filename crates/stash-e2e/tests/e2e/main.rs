@@ -14,6 +14,7 @@ mod control_plane;
 mod deploy_manifests;
 mod guides;
 mod helm_chart;
+mod job_model;
 mod job_runs_stash;
 mod operator;
 mod operator_backup_configuration;
