@@ -225,3 +225,89 @@ pub async fn release_all(ctx: &Context, bc: &BackupConfiguration) -> Result<(), 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controllers::backup_configuration::apply::recorded_backup_configuration;
+
+    const EXAMPLE: &str = include_str!(
+        "../../../../stash-api/tests/fixtures/stash-examples/backupconfiguration-deployment.yaml"
+    );
+
+    fn backup_configuration(name: &str, uid: &str, target: &str) -> Arc<BackupConfiguration> {
+        let mut bc: BackupConfiguration = serde_yaml::from_str(EXAMPLE).unwrap();
+        bc.metadata.name = Some(name.to_owned());
+        bc.metadata.uid = Some(uid.to_owned());
+        bc.spec.target.as_mut().unwrap().reference.name = target.to_owned();
+        Arc::new(bc)
+    }
+
+    fn deployment(name: &str, recorded: Option<&str>) -> Workload {
+        let mut w = Workload::from_yaml(&format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: demo\nspec:\n  selector: {{}}\n  template: {{}}\n"
+        ))
+        .unwrap();
+        if let Some(invoker) = recorded {
+            w.set_annotation(
+                stash_api::labels::ANNOTATION_LAST_APPLIED_BACKUP_INVOKER,
+                format!(r#"{{"metadata":{{"name":"{invoker}","namespace":"demo"}}}}"#),
+            );
+            w.set_annotation(
+                stash_api::labels::ANNOTATION_LAST_APPLIED_BACKUP_INVOKER_KIND,
+                "BackupConfiguration".to_owned(),
+            );
+        }
+        w
+    }
+
+    #[test]
+    fn a_retargeted_backup_configuration_no_longer_targets_the_workload_its_annotations_name() {
+        let bc = backup_configuration("deployment-backup", "u1", "other-demo");
+        let old = deployment("stash-demo", Some("deployment-backup"));
+        assert_eq!(
+            recorded_backup_configuration(old.metadata()),
+            Some(("demo".to_owned(), "deployment-backup".to_owned()))
+        );
+        assert!(injected_for(&old, &bc));
+        assert!(!still_targets(&bc, &old));
+        assert!(still_targets(&bc, &deployment("other-demo", None)));
+    }
+
+    #[test]
+    fn the_sidecar_rbac_of_a_workload_is_needed_while_another_live_backup_configuration_targets_it()
+    {
+        let leaving = backup_configuration("deployment-backup", "u1", "stash-demo");
+        let other = backup_configuration("newer-backup", "u2", "stash-demo");
+        let elsewhere = backup_configuration("other-backup", "u3", "other-demo");
+        let workload = deployment("stash-demo", Some("deployment-backup"));
+        assert!(needed_by_another(
+            &leaving,
+            &workload,
+            &[Arc::clone(&leaving), other, Arc::clone(&elsewhere)]
+        ));
+        assert!(!needed_by_another(
+            &leaving,
+            &workload,
+            &[Arc::clone(&leaving), elsewhere]
+        ));
+    }
+
+    #[test]
+    fn a_replicaset_carrying_its_deployments_annotations_records_no_backup_configuration() {
+        let mut meta = deployment("stash-demo-7d9f", Some("deployment-backup"))
+            .metadata()
+            .clone();
+        meta.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "apps/v1".to_owned(),
+                kind: "Deployment".to_owned(),
+                name: "stash-demo".to_owned(),
+                uid: "d".to_owned(),
+                controller: Some(true),
+                block_owner_deletion: None,
+            },
+        ]);
+        assert_eq!(recorded_backup_configuration(&meta), None);
+    }
+}

@@ -381,6 +381,59 @@ mod tests {
         assert!(matches!(valid.sidecar, SidecarTarget::Inject(w) if w.name() == "stash-demo"));
     }
 
+    fn replica_set_target(bc: &mut BackupConfiguration, name: &str) {
+        let target = bc.spec.target.as_mut().unwrap();
+        target.reference.kind = "ReplicaSet".to_owned();
+        target.reference.name = name.to_owned();
+    }
+
+    fn replica_set(owner: Option<&str>) -> Workload {
+        let mut yaml = deployment().to_value();
+        yaml["kind"] = "ReplicaSet".into();
+        yaml["metadata"]["name"] = "stash-demo-7d9f".into();
+        if let Some(owner) = owner {
+            yaml["metadata"]["ownerReferences"] = serde_json::json!([{
+                "apiVersion": "apps/v1", "kind": "Deployment", "name": owner, "uid": "d-1", "controller": true
+            }]);
+        }
+        Workload::from_value(yaml).unwrap()
+    }
+
+    #[test]
+    fn a_standalone_replicaset_target_of_an_old_manifest_is_valid_and_injects() {
+        let mut bc = backup_configuration();
+        replica_set_target(&mut bc, "stash-demo-7d9f");
+        let deref = Dereferenced {
+            workload: Some(replica_set(None)),
+            ..everything(&bc)
+        };
+        let valid = validate(&bc, &deref).unwrap();
+        assert!(matches!(valid.sidecar, SidecarTarget::Inject(w) if w.kind().is_deprecated()));
+    }
+
+    #[test]
+    fn a_replicaset_a_deployment_manages_is_refused_naming_the_deployment_to_target() {
+        let mut bc = backup_configuration();
+        replica_set_target(&mut bc, "stash-demo-7d9f");
+        let deref = Dereferenced {
+            workload: Some(replica_set(Some("stash-demo"))),
+            ..everything(&bc)
+        };
+        assert_eq!(
+            problems(&bc, &deref),
+            [
+                "BackupConfiguration demo/deployment-backup: ReplicaSet demo/stash-demo-7d9f is managed by Deployment `stash-demo`, and a ReplicaSet a Deployment manages is never injected (its pod template is the Deployment's); set spec.target.ref to `apiVersion: apps/v1, kind: Deployment, name: stash-demo`"
+            ]
+        );
+        let errors = validate(&bc, &deref).unwrap_err();
+        assert!(!errors.retryable());
+        assert!(
+            errors
+                .for_condition(ConditionType::BackupTargetFound)
+                .is_some()
+        );
+    }
+
     #[test]
     fn a_secret_without_restic_password_is_named_with_the_fix() {
         let bc = backup_configuration();
