@@ -69,14 +69,20 @@ fn obsolete_directories_field_is_a_warning_that_names_its_replacement() {
 }
 
 #[test]
-fn a_stash_v0_17_replicaset_target_is_accepted_with_a_deprecation_warning_naming_the_deployment_fix() {
+fn a_stash_v0_17_replicaset_target_is_accepted_with_a_deprecation_warning_naming_the_deployment_fix()
+ {
     let v = validate_manifests(
         "v0.17.yaml",
         &bc(&format!(
             "  schedule: '@daily'\n  target:\n    ref: {{apiVersion: apps/v1, kind: ReplicaSet, name: app}}\n    volumeMounts: [{{name: data, mountPath: /data}}]\n    paths: [/data]\n{RETAIN}"
         )),
     );
-    assert_eq!(v.error_count(), 0, "{:?}", v.diagnostics().collect::<Vec<_>>());
+    assert_eq!(
+        v.error_count(),
+        0,
+        "{:?}",
+        v.diagnostics().collect::<Vec<_>>()
+    );
     let w: Vec<_> = v
         .diagnostics()
         .filter(|d| d.severity == Severity::Warning)
