@@ -207,6 +207,8 @@ struct Entry {
     content: Vec<u8>,
     /// Other paths of the restore that are the same inode (hardlinks).
     links: Vec<String>,
+    /// Extended attributes, sorted by name.
+    xattrs: Vec<(String, Vec<u8>)>,
 }
 
 fn describe_tree(root: &Path) -> BTreeMap<String, Entry> {
@@ -268,10 +270,26 @@ fn describe_tree(root: &Path) -> BTreeMap<String, Entry> {
                 mtime: (meta.mtime(), meta.mtime_nsec()),
                 content,
                 links,
+                xattrs: xattrs_of(path),
             };
             (name, entry)
         })
         .collect()
+}
+
+fn xattrs_of(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut attrs: Vec<_> = xattr::list(path)
+        .map(|names| {
+            names
+                .map(|name| {
+                    let value = xattr::get(path, &name).ok().flatten().unwrap_or_default();
+                    (name.to_string_lossy().into_owned(), value)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    attrs.sort();
+    attrs
 }
 
 /// Differences between two restores, at most a few, as readable lines.
@@ -321,6 +339,12 @@ fn tree_differences(expected: &Path, actual: &Path) -> Vec<String> {
                 what.push(format!(
                     "hardlinked with {:?} (restic: {:?})",
                     got.links, want.links
+                ));
+            }
+            if got.xattrs != want.xattrs {
+                what.push(format!(
+                    "extended attributes {:?} (restic: {:?})",
+                    got.xattrs, want.xattrs
                 ));
             }
             out.push(format!("`{path}`: {}", what.join(", ")));
@@ -550,4 +574,66 @@ fn every_legacy_fixture_is_read_or_refused_naming_its_format_and_the_converting_
         }
         problems
     });
+}
+
+/// Runs a tool the round trip needs to build its source tree.
+fn tool(program: &str, args: &[&std::ffi::OsStr]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(out.status.success(), "{program} {args:?}: {out:?}");
+}
+
+#[test]
+fn a_chmod_000_file_hardlinks_xattrs_fifos_and_devices_restore_as_restic_restores_them() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new();
+    let (repo, source) = (s.path("repo"), s.path("source"));
+    fs::create_dir_all(source.join("dir")).unwrap();
+    fs::write(source.join("locked"), b"nobody may read this").unwrap();
+    fs::set_permissions(source.join("locked"), fs::Permissions::from_mode(0o000)).unwrap();
+    fs::write(source.join("dir/original"), b"one inode, three names").unwrap();
+    fs::hard_link(source.join("dir/original"), source.join("dir/second")).unwrap();
+    fs::hard_link(source.join("dir/original"), source.join("third")).unwrap();
+    fs::write(source.join("attributed"), b"with xattrs").unwrap();
+    xattr::set(source.join("attributed"), "user.stash", b"value").unwrap();
+    tool("mkfifo", &[source.join("pipe").as_os_str()]);
+    if is_root() {
+        let null = source.join("null");
+        tool("mknod", &[null.as_os_str(), "c".as_ref(), "1".as_ref(), "3".as_ref()]);
+        let binary = source.join("capable");
+        fs::write(&binary, b"a binary that may open raw sockets").unwrap();
+        tool("setcap", &["cap_net_raw+ep".as_ref(), binary.as_os_str()]);
+    }
+
+    let restic = |args: &[&str]| {
+        let mut cmd = s.restic();
+        cmd.arg("-r").arg(&repo).args(args);
+        cmd
+    };
+    succeeds(&mut restic(&["init"])).unwrap();
+    succeeds(restic(&["backup"]).arg(&source)).unwrap();
+    let (want, got) = (s.path("by-restic"), s.path("by-stash"));
+    succeeds(restic(&["restore", "latest", "--target"]).arg(&want)).unwrap();
+    let out = succeeds(
+        s.stash()
+            .arg("-r")
+            .arg(&repo)
+            .args(["restore", "latest", "--target"])
+            .arg(&got),
+    );
+    assert!(out.is_ok(), "{}", out.unwrap_err());
+    let differences = tree_differences(&want, &got);
+    assert!(
+        differences.is_empty(),
+        "stash's restore differs from restic's:\n{}",
+        differences.join("\n")
+    );
+    let locked = got.join(source.strip_prefix("/").unwrap()).join("locked");
+    assert_eq!(
+        fs::symlink_metadata(&locked).unwrap().mode() & 0o7777,
+        0,
+        "a chmod 000 file stays locked"
+    );
 }

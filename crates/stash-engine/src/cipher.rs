@@ -51,12 +51,25 @@ impl RepoCipher {
             )
     }
 
-    /// An unpacked file (a lock): repository format 2 may compress it, marked by a leading 2;
-    /// plain JSON starts with `{`.
+    /// Like [`Self::seal`] with the IV taken from `seed`: only for data that is a pure function
+    /// of `seed`'s source, so one IV never seals two different plaintexts.
+    pub(crate) fn seal_with_nonce(&self, plain: &[u8], seed: &[u8; 32]) -> Vec<u8> {
+        let nonce = Nonce::<Aes256CtrPoly1305Aes>::from_slice(&seed[..IV_LEN]);
+        let mut out = nonce.to_vec();
+        out.extend(
+            self.0
+                .encrypt(nonce, plain)
+                .expect("encryption of an in-memory buffer cannot fail"),
+        );
+        out
+    }
+
+    /// An unpacked file (a lock, an index): repository format 2 may compress it, marked by a
+    /// leading 2; plain JSON starts with `{` (or `[`, restic's pre-0.2 index).
     pub(crate) fn open_file(&self, sealed: &[u8]) -> Option<Vec<u8>> {
         let plain = self.open(sealed).ok()?;
         match plain.first() {
-            Some(b'{') => Some(plain),
+            Some(b'{' | b'[') => Some(plain),
             Some(2) => zstd::decode_all(&plain[1..]).ok(),
             _ => None,
         }

@@ -48,6 +48,16 @@ pub enum EngineError {
     WrongPassword { location: String },
 
     #[error(
+        "repository `{location}` uses restic's s3legacy layout (restic < 0.7: `key/`, `snapshot/`, a flat `data/`), which stash does not read; convert it with `restic migrate s3_layout` (restic 0.7 to 0.17, an older restic than today's), then run stash again"
+    )]
+    LegacyLayout { location: String },
+
+    #[error(
+        "repository `{location}` has packs holding both tree and data blobs (written by restic before 0.12); stash reads, checks and restores them, but cannot yet prune them safely: run `restic prune` once (it repacks them), then prune with stash"
+    )]
+    MixedPacksPrune { location: String },
+
+    #[error(
         "no repository password given: set RESTIC_PASSWORD, RESTIC_PASSWORD_FILE or pass --password-file"
     )]
     MissingPassword,
@@ -228,6 +238,8 @@ impl EngineError {
             | Self::RepositoryNotFound { source: None, .. }
             | Self::RepositoryExists { .. }
             | Self::WrongPassword { .. }
+            | Self::LegacyLayout { .. }
+            | Self::MixedPacksPrune { .. }
             | Self::MissingPassword
             | Self::ReadPasswordFile { .. }
             | Self::WriteKeyFile { .. }

@@ -13,6 +13,7 @@ mod cancel;
 mod check;
 mod cipher;
 mod error;
+mod index_compat;
 mod location;
 mod lock;
 mod password;

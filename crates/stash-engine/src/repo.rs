@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cancel::{AfterCancel, CancellableBackend};
 use crate::error::RusticCause;
+use crate::index_compat::{IndexCompat, IndexCompatBackend};
 use crate::lock::{self, LockGuard, Sealer};
 use crate::progress::{Operation, Tracker, TrackerBars};
 use crate::{Control, EngineError, Password, RepositoryLocation};
@@ -48,6 +49,8 @@ pub(crate) struct Op {
     pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) cancel: CancellationToken,
     pub(crate) tracker: Arc<Tracker>,
+    /// Index files as restic reads them (mixed packs, the pre-0.2 format); see [`IndexCompat`].
+    pub(crate) index_compat: Arc<IndexCompat>,
 }
 
 impl Op {
@@ -134,6 +137,7 @@ impl Engine {
             runtime: tokio::runtime::Handle::current(),
             cancel: control.cancel.clone(),
             tracker: tracker.clone(),
+            index_compat: Arc::default(),
         };
         let engine = self.clone();
         let mut task = tokio::task::spawn_blocking(move || work(&engine, &op));
@@ -175,14 +179,15 @@ impl Engine {
                     source,
                 })?;
         let repository = CancellableBackend::wrap(backends.repository(), op.cancel.clone(), after);
+        let repository = IndexCompatBackend::wrap(repository, op.index_compat.clone());
         Ok(RepositoryBackends::new(repository, backends.repo_hot()))
     }
 
     fn unopened(&self, op: &Op, after: AfterCancel) -> Result<Repository<()>, EngineError> {
         let backends = self.backends(op, after)?;
         let mut options = RepositoryOptions::default().no_cache(self.no_cache);
-        if let Some(dir) = &self.cache_dir {
-            options = options.cache_dir(dir.clone());
+        if let Some(dir) = self.cache_root() {
+            options = options.cache_dir(dir);
         }
         Repository::new_with_progress(&options, &backends, TrackerBars(op.tracker.clone())).map_err(
             |source| EngineError::OpenRepository {
@@ -190,6 +195,19 @@ impl Engine {
                 source: RusticCause::new(source),
             },
         )
+    }
+
+    /// The cache of stash, in a directory of its own under the configured one (restic's
+    /// `RESTIC_CACHE_DIR` holds restic's caches of the same repositories): index files are
+    /// cached as `IndexCompat` rewrote them, which restic's cached copies are not.
+    fn cache_root(&self) -> Option<PathBuf> {
+        let base = self.cache_dir.clone().or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .filter(|dir| !dir.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        })?;
+        Some(base.join("stash-rs"))
     }
 
     fn lock_store(&self, op: &Op) -> Result<Box<dyn lock::LockStore>, EngineError> {
@@ -225,10 +243,13 @@ impl Engine {
                 });
             }
         }
-        repo.open(&Credentials::password(self.password.expose()))
+        let repo = repo
+            .open(&Credentials::password(self.password.expose()))
             .map_err(|source| {
                 let source = RusticCause::new(source);
-                if source.is_incorrect_password() {
+                if let Some(legacy) = self.legacy_layout() {
+                    legacy
+                } else if source.is_incorrect_password() {
                     EngineError::WrongPassword {
                         location: location(),
                     }
@@ -238,7 +259,20 @@ impl Engine {
                         source,
                     }
                 }
-            })
+            })?;
+        op.index_compat.set_key(&repo.key());
+        Ok(repo)
+    }
+
+    /// restic's s3legacy layout (restic < 0.7: `key/`, `snapshot/`, a flat `data/`), which
+    /// `rustic_core` cannot read: named, so it is not mistaken for a wrong password.
+    fn legacy_layout(&self) -> Option<EngineError> {
+        let root = self.location.local_path()?;
+        (root.join("key").is_dir() && !root.join("keys").exists()).then(|| {
+            EngineError::LegacyLayout {
+                location: self.location.to_string(),
+            }
+        })
     }
 
     /// Opens the repository and takes the lock `kind` on it for as long as the guard lives.
@@ -446,11 +480,15 @@ impl Operation {
 
 fn panic_message(join: tokio::task::JoinError) -> String {
     match join.try_into_panic() {
-        Ok(payload) => payload
-            .downcast_ref::<&str>()
-            .map(ToString::to_string)
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic without a message".to_string()),
+        Ok(payload) => panic_text(&*payload),
         Err(join) => join.to_string(),
     }
+}
+
+pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(ToString::to_string)
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }

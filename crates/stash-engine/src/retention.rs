@@ -164,6 +164,13 @@ impl Engine {
                 dry_run,
             };
             op.checkpoint()?;
+            if !op.index_compat.mixed_packs().is_empty() {
+                // rustic_core would plan each half of a mixed pack on its own and could delete a
+                // pack whose other half is still in use.
+                return Err(EngineError::MixedPacksPrune {
+                    location: engine.location().to_string(),
+                });
+            }
             if !dry_run {
                 repo.prune(&options, plan)
                     .map_err(|source| EngineError::Prune(RusticCause::new(source)))?;

@@ -40,7 +40,7 @@ pub async fn run(
     }
     for skipped in &report.skipped_special {
         eprintln!(
-            "warning: {}: device, FIFO or socket not recreated",
+            "warning: {}: a socket, not recreated (restic does not recreate sockets either)",
             skipped.display()
         );
     }

@@ -44,6 +44,24 @@ pub(super) fn clear_non_dir(path: &Path) -> io::Result<()> {
     }
 }
 
+/// A FIFO or device node as restic creates them (`mkfifo`, `mknod`; devices need root).
+pub(super) fn make_special(path: &Path, kind: Special) -> io::Result<()> {
+    use rustix::fs::{CWD, FileType, Mode, mknodat};
+    let (file_type, device) = match kind {
+        Special::Fifo => (FileType::Fifo, 0),
+        Special::BlockDevice(device) => (FileType::BlockDevice, device),
+        Special::CharDevice(device) => (FileType::CharacterDevice, device),
+    };
+    mknodat(CWD, path, file_type, Mode::from_raw_mode(0o600), device).map_err(io::Error::from)
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Special {
+    Fifo,
+    BlockDevice(u64),
+    CharDevice(u64),
+}
+
 /// Go's `os.FileMode` bits that restic stores, mapped to Unix permission bits.
 pub(super) fn unix_permissions(go_mode: u32) -> u32 {
     const GO_MODE_SETUID: u32 = 1 << 23;
@@ -62,6 +80,18 @@ pub(super) fn unix_permissions(go_mode: u32) -> u32 {
     mode
 }
 
+/// The time restic sets for an absent `mtime`/`atime`: Go's zero time (year 1) converted to
+/// nanoseconds since 1970, which overflows int64 and wraps to 1754-08-30T22:43:41.128654848Z.
+fn go_zero_time() -> filetime::FileTime {
+    const GO_ZERO_UNIX_SECONDS: i64 = -62_135_596_800;
+    #[allow(clippy::cast_possible_truncation)]
+    let wrapped = (GO_ZERO_UNIX_SECONDS as i128 * 1_000_000_000) as i64;
+    filetime::FileTime::from_unix_time(
+        wrapped.div_euclid(1_000_000_000),
+        u32::try_from(wrapped.rem_euclid(1_000_000_000)).unwrap_or(0),
+    )
+}
+
 pub(super) fn apply_metadata(path: &Path, meta: &Metadata, is_symlink: bool) -> io::Result<()> {
     if meta.uid.is_some() || meta.gid.is_some() {
         match std::os::unix::fs::lchown(path, meta.uid, meta.gid) {
@@ -70,30 +100,46 @@ pub(super) fn apply_metadata(path: &Path, meta: &Metadata, is_symlink: bool) -> 
             other => other?,
         }
     }
-    if !is_symlink && let Some(mode) = meta.mode {
+    for attr in &meta.extended_attributes {
+        // After the owner (chown clears `security.capability`), before the mode (0 would stop us).
+        xattr::set(path, &attr.name, attr.value.as_deref().unwrap_or_default()).map_err(|err| {
+            io::Error::new(
+                err.kind(),
+                format!("cannot set the extended attribute {}: {err}", attr.name),
+            )
+        })?;
+    }
+    if !is_symlink {
+        // restic omits a mode of 0 (a file someone `chmod 000`ed): absent means 0, never
+        // the umask's default, which would open up a file that was locked.
+        let mode = meta.mode.unwrap_or(0);
         fs::set_permissions(path, fs::Permissions::from_mode(unix_permissions(mode)))?;
     }
-    if let Some(mtime) = meta.mtime {
-        let to_filetime = |t: rustic_core::jiff::Timestamp| {
-            filetime::FileTime::from_unix_time(
-                t.as_second(),
-                u32::try_from(t.subsec_nanosecond()).unwrap_or(0),
-            )
-        };
-        let mtime = to_filetime(mtime);
-        let atime = meta.atime.map_or(mtime, to_filetime);
-        if is_symlink {
-            filetime::set_symlink_file_times(path, atime, mtime)?;
-        } else {
-            filetime::set_file_times(path, atime, mtime)?;
-        }
+    let to_filetime = |t: rustic_core::jiff::Timestamp| {
+        filetime::FileTime::from_unix_time(
+            t.as_second(),
+            u32::try_from(t.subsec_nanosecond()).unwrap_or(0),
+        )
+    };
+    let mtime = meta.mtime.map_or_else(go_zero_time, to_filetime);
+    let atime = meta.atime.map_or_else(go_zero_time, to_filetime);
+    if is_symlink {
+        filetime::set_symlink_file_times(path, atime, mtime)?;
+    } else {
+        filetime::set_file_times(path, atime, mtime)?;
     }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::unix_permissions;
+    use super::{go_zero_time, unix_permissions};
+
+    #[test]
+    fn an_absent_time_is_restored_as_restic_converts_gos_zero_time() {
+        let t = go_zero_time();
+        assert_eq!((t.unix_seconds(), t.nanoseconds()), (-6_795_364_579, 128_654_848));
+    }
 
     #[test]
     fn go_file_modes_map_to_unix_permission_bits() {

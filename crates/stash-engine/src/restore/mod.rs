@@ -83,7 +83,7 @@ pub struct RestoreReport {
     pub dirs_restored: u64,
     pub symlinks_restored: u64,
     pub bytes_restored: u64,
-    /// Device nodes, FIFOs and sockets are not recreated.
+    /// Sockets are not recreated (restic does not recreate them either).
     pub skipped_special: Vec<PathBuf>,
     pub failures: Vec<RestoreFailure>,
     #[serde(with = "crate::backup::duration_secs")]
@@ -179,6 +179,7 @@ impl Engine {
                 dirs: &mut dirs,
                 batch: Batch::default(),
                 plan,
+                hardlinks: std::collections::HashMap::new(),
             };
             walker.walk_tree(snapshot.tree, Path::new("/"), &request.target, false);
             walker.flush();

@@ -1,7 +1,8 @@
 //! The walker: streams the snapshot's trees one at a time, creates directories, symlinks and
 //! empty files at once, and gathers the blobs of regular files into batches for the workers.
 
-use std::fs::{File, OpenOptions};
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use rustic_core::repofile::{Metadata, Node, NodeType};
 use rustic_core::{IndexedFull, Repository, TreeId};
 
 use super::RestoreState;
-use super::files::{apply_metadata, clear_non_dir, ensure_dir, ensure_parent};
+use super::files::{Special, apply_metadata, clear_non_dir, ensure_dir, ensure_parent, make_special};
 use super::plan::{Batch, FileInProgress, Piece, ReadJob, ReadPlan, plan_reads};
 use super::reader::finish_file;
 use crate::pattern::PatternSet;
@@ -25,6 +26,8 @@ pub(super) struct Walker<'a, S: IndexedFull> {
     pub(super) dirs: &'a mut Vec<(PathBuf, Metadata)>,
     pub(super) batch: Batch,
     pub(super) plan: ReadPlan,
+    /// The first restored path of each hardlinked inode (device, inode) of the snapshot.
+    pub(super) hardlinks: HashMap<(u64, u64), PathBuf>,
 }
 
 impl<S: IndexedFull> Walker<'_, S> {
@@ -71,7 +74,14 @@ impl<S: IndexedFull> Walker<'_, S> {
                 _ if !included => {}
                 NodeType::File => self.restore_file(node, dest),
                 NodeType::Symlink { .. } => self.restore_symlink(&node, &dest),
-                _ => {
+                NodeType::Fifo => self.restore_special(&node, &dest, Special::Fifo),
+                NodeType::Dev { device } => {
+                    self.restore_special(&node, &dest, Special::BlockDevice(*device));
+                }
+                NodeType::Chardev { device } => {
+                    self.restore_special(&node, &dest, Special::CharDevice(*device));
+                }
+                NodeType::Socket => {
                     self.state
                         .skipped
                         .lock()
@@ -116,7 +126,48 @@ impl<S: IndexedFull> Walker<'_, S> {
         }
     }
 
+    fn restore_special(&self, node: &Node, dest: &Path, kind: Special) {
+        let result = (|| -> io::Result<()> {
+            ensure_parent(dest)?;
+            clear_non_dir(dest)?;
+            make_special(dest, kind)?;
+            apply_metadata(dest, &node.meta, false)
+        })();
+        match result {
+            Ok(()) => self.state.file_finished(),
+            Err(err) => self.state.fail(dest, &err),
+        }
+    }
+
+    /// A later name of an inode already restored: linked to it, as restic does, so a volume
+    /// of hardlinked files does not grow on restore.
+    fn restore_hardlink(&self, first: &Path, dest: &Path) {
+        let result = (|| -> io::Result<()> {
+            ensure_parent(dest)?;
+            clear_non_dir(dest)?;
+            match fs::remove_file(dest) {
+                Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
+                _ => {}
+            }
+            fs::hard_link(first, dest)
+        })();
+        match result {
+            Ok(()) => self.state.file_finished(),
+            Err(err) => self.state.fail(
+                dest,
+                &format!("cannot hardlink it to {}: {err}", first.display()),
+            ),
+        }
+    }
+
     fn restore_file(&mut self, node: Node, dest: PathBuf) {
+        if node.meta.links > 1 {
+            let inode = (node.meta.device_id, node.meta.inode);
+            if let Some(first) = self.hardlinks.get(&inode) {
+                return self.restore_hardlink(first, &dest);
+            }
+            self.hardlinks.insert(inode, dest.clone());
+        }
         let opened = (|| -> io::Result<File> {
             ensure_parent(&dest)?;
             clear_non_dir(&dest)?;
