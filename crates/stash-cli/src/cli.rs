@@ -49,9 +49,9 @@ pub enum Command {
     CreateBackupsession(crate::commands::create_backupsession::CreateBackupSessionArgs),
     /// Run the stash sidecar: back up this pod for each backup session of its invoker (§8.4).
     RunBackup(crate::commands::run_backup::RunBackupArgs),
-    /// Back up a standalone PersistentVolumeClaim for a backup session (the backup Job, §11.1).
+    /// Back up a standalone `PersistentVolumeClaim` for a backup session (the backup Job, §11.1).
     BackupPvc(crate::commands::backup_pvc::BackupPvcArgs),
-    /// Restore into a standalone PersistentVolumeClaim (the restore Job, §11.1).
+    /// Restore into a standalone `PersistentVolumeClaim` (the restore Job, §11.1).
     RestorePvc(crate::commands::restore_pvc::RestorePvcArgs),
     /// Record a backup or restore Job's output in its session (the Job's last container, §11.1).
     UpdateStatus(crate::commands::update_status::UpdateStatusArgs),

@@ -3,6 +3,9 @@
 //! `stash_agent::backup_pvc`. [`JobArgs`] are the flags every container of Stash's default Functions
 //! shares (`update-status` and `restore-pvc` take them too).
 
+// Kind names (PersistentVolumeClaim, RestoreSession, ...) are prose in these docs, not code.
+#![allow(clippy::doc_markdown)]
+
 use std::path::PathBuf;
 
 use anyhow::Context;

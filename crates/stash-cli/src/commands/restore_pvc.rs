@@ -4,6 +4,9 @@
 //! rules the operator turned into --snapshots/--restore-paths/--include/--exclude), so those flags
 //! are accepted for compatibility.
 
+// Kind names (PersistentVolumeClaim, RestoreSession, ...) are prose in these docs, not code.
+#![allow(clippy::doc_markdown)]
+
 use anyhow::Context;
 use clap::Args;
 use stash_agent::restore::options::cache_dir;

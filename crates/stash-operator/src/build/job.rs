@@ -364,6 +364,102 @@ fn service_account_for(runtime: Option<&RuntimeSettings>, default: String) -> (S
     }
 }
 
+/// The flags both containers of a Job share (Stash passes the same set to every Function).
+struct CommonFlags<'a> {
+    namespace: &'a str,
+    backup_session: Option<&'a str>,
+    invoker_kind: &'a str,
+    invoker_name: &'a str,
+    reference: &'a TargetRef,
+    target_namespace: &'a str,
+    enable_cache: bool,
+    repository: &'a Repository,
+}
+
+impl CommonFlags<'_> {
+    fn flags(&self) -> Vec<String> {
+        let mut args = backend_flags(&self.repository.spec.backend);
+        args.extend([
+            format!("--scratch-dir={}", labels::TMP_DIR_MOUNT_PATH),
+            format!("--enable-cache={}", self.enable_cache),
+            format!(
+                "--max-connections={}",
+                self.repository.spec.backend.max_connections()
+            ),
+            format!("--namespace={}", self.namespace),
+        ]);
+        if let Some(session) = self.backup_session {
+            args.push(format!("--backupsession={session}"));
+        }
+        args.extend([
+            format!("--invoker-kind={}", self.invoker_kind),
+            format!("--invoker-name={}", self.invoker_name),
+            format!("--target-kind={}", self.reference.kind),
+            format!("--target-name={}", self.reference.name),
+            format!("--target-namespace={}", self.target_namespace),
+            format!("--output-dir={OUTPUT_DIR}"),
+        ]);
+        args
+    }
+
+    /// `update-status`'s args: the common flags, the Repository and the Pushgateway.
+    fn update_status_args(&self, settings: &Settings) -> Vec<String> {
+        let mut args = vec!["update-status".to_owned()];
+        args.extend(self.flags());
+        args.extend([
+            format!(
+                "--repository={}",
+                self.repository.metadata.name.as_deref().unwrap_or_default()
+            ),
+            "--metrics-enabled=true".to_owned(),
+            format!("--metrics-pushgateway-url={}", settings.pushgateway_url),
+        ]);
+        args.extend(settings.logger_flags());
+        args
+    }
+}
+
+/// The restore rules as `pvc-restore`'s flags: `--restore-paths`, `--snapshots`, `--include`,
+/// `--exclude` (comma-joined over the rules) and the first `--source-hostname`.
+fn rule_flags(rules: &[stash_api::common::Rule]) -> Vec<String> {
+    let joined = |pick: fn(&stash_api::common::Rule) -> Option<&Vec<String>>| {
+        rules
+            .iter()
+            .filter_map(pick)
+            .flatten()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut restore_args = Vec::new();
+    for (flag, value) in [
+        ("restore-paths", joined(|r| r.paths.as_ref())),
+        ("snapshots", joined(|r| r.snapshots.as_ref())),
+        ("include", joined(|r| r.include.as_ref())),
+        ("exclude", joined(|r| r.exclude.as_ref())),
+    ] {
+        if !value.is_empty() {
+            restore_args.push(format!("--{flag}={value}"));
+        }
+    }
+    if let Some(source) = rules
+        .iter()
+        .find_map(|r| r.source_host.clone())
+        .filter(|s| !s.is_empty())
+    {
+        restore_args.push(format!("--source-hostname={source}"));
+    }
+    restore_args
+}
+
+/// `alias`, else `host-0` (§8.5).
+fn host_of(alias: Option<&String>) -> String {
+    alias
+        .filter(|a| !a.is_empty())
+        .cloned()
+        .unwrap_or_else(|| PVC_HOST.to_owned())
+}
+
 /// The backup Job of one claim target of `session` (§9.3, §11.1): owned by the session, labelled like
 /// the invoker, running `backup-pvc` then `update-status` as host `alias` or `host-0`.
 pub fn backup_job(
@@ -408,11 +504,7 @@ pub fn backup_job(
         });
     }
     let invoker = info.invoker;
-    let host = target
-        .alias
-        .clone()
-        .filter(|a| !a.is_empty())
-        .unwrap_or_else(|| PVC_HOST.to_owned());
+    let host = host_of(target.alias.as_ref());
     let mount = target_mount(target.volume_mounts.as_deref());
     let paths = target
         .paths
@@ -425,25 +517,19 @@ pub fn backup_job(
         .namespace
         .as_deref()
         .unwrap_or(namespace);
-    let max_connections = repository.spec.backend.max_connections();
-    let common = |args: &mut Vec<String>| {
-        args.extend(backend_flags(&repository.spec.backend));
-        args.extend([
-            format!("--scratch-dir={}", labels::TMP_DIR_MOUNT_PATH),
-            format!("--enable-cache={}", info.enable_cache()),
-            format!("--max-connections={max_connections}"),
-            format!("--namespace={namespace}"),
-            format!("--backupsession={session_name}"),
-            format!("--invoker-kind={}", invoker.kind()),
-            format!("--invoker-name={}", invoker.name()),
-            format!("--target-kind={}", reference.kind),
-            format!("--target-name={}", reference.name),
-            format!("--target-namespace={}", info.target_namespace()),
-            format!("--output-dir={OUTPUT_DIR}"),
-        ]);
+    let kind = invoker.kind().to_string();
+    let common = CommonFlags {
+        namespace,
+        backup_session: Some(session_name),
+        invoker_kind: &kind,
+        invoker_name: invoker.name(),
+        reference,
+        target_namespace: info.target_namespace(),
+        enable_cache: info.enable_cache(),
+        repository,
     };
     let mut backup_args = vec!["backup-pvc".to_owned()];
-    common(&mut backup_args);
+    backup_args.extend(common.flags());
     backup_args.extend([
         format!("--hostname={host}"),
         format!("--backup-paths={}", paths.join(",")),
@@ -458,18 +544,7 @@ pub fn backup_job(
     }
     backup_args.extend(retention_flags(retention));
     backup_args.extend(settings.executor_flags());
-
-    let mut update_args = vec!["update-status".to_owned()];
-    common(&mut update_args);
-    update_args.extend([
-        format!(
-            "--repository={}",
-            repository.metadata.name.as_deref().unwrap_or_default()
-        ),
-        "--metrics-enabled=true".to_owned(),
-        format!("--metrics-pushgateway-url={}", settings.pushgateway_url),
-    ]);
-    update_args.extend(settings.logger_flags());
+    let update_args = common.update_status_args(settings);
 
     let mut pod_labels = invoker.metadata().labels.clone().unwrap_or_default();
     pod_labels.extend(managed_labels(labels::COMPONENT_BACKUP));
@@ -538,11 +613,7 @@ pub fn restore_job(
             name: r.map(|r| r.name.clone()).unwrap_or_default(),
         }
     })?;
-    let host = target
-        .alias
-        .clone()
-        .filter(|a| !a.is_empty())
-        .unwrap_or_else(|| PVC_HOST.to_owned());
+    let host = host_of(target.alias.as_ref());
     let mount = target_mount(target.volume_mounts.as_deref());
     let rules = target
         .rules
@@ -550,64 +621,23 @@ pub fn restore_job(
         .filter(|r| !r.is_empty())
         .or(rs.spec.rules.as_deref())
         .unwrap_or_default();
-    let joined = |pick: fn(&stash_api::common::Rule) -> Option<&Vec<String>>| {
-        rules
-            .iter()
-            .filter_map(pick)
-            .flatten()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    let max_connections = repository.spec.backend.max_connections();
-    let common = |args: &mut Vec<String>| {
-        args.extend(backend_flags(&repository.spec.backend));
-        args.extend([
-            format!("--scratch-dir={}", labels::TMP_DIR_MOUNT_PATH),
-            format!("--enable-cache={}", info.enable_cache()),
-            format!("--max-connections={max_connections}"),
-            format!("--namespace={namespace}"),
-            format!("--invoker-kind={}", invoker.kind()),
-            format!("--invoker-name={}", invoker.name()),
-            format!("--target-kind={}", reference.kind),
-            format!("--target-name={}", reference.name),
-            format!("--target-namespace={}", info.target_namespace()),
-            format!("--output-dir={OUTPUT_DIR}"),
-        ]);
+    let kind = invoker.kind().to_string();
+    let common = CommonFlags {
+        namespace,
+        backup_session: None,
+        invoker_kind: &kind,
+        invoker_name: invoker.name(),
+        reference,
+        target_namespace: info.target_namespace(),
+        enable_cache: info.enable_cache(),
+        repository,
     };
     let mut restore_args = vec!["restore-pvc".to_owned()];
-    common(&mut restore_args);
+    restore_args.extend(common.flags());
     restore_args.push(format!("--hostname={host}"));
-    for (flag, value) in [
-        ("restore-paths", joined(|r| r.paths.as_ref())),
-        ("snapshots", joined(|r| r.snapshots.as_ref())),
-        ("include", joined(|r| r.include.as_ref())),
-        ("exclude", joined(|r| r.exclude.as_ref())),
-    ] {
-        if !value.is_empty() {
-            restore_args.push(format!("--{flag}={value}"));
-        }
-    }
-    if let Some(source) = rules
-        .iter()
-        .find_map(|r| r.source_host.clone())
-        .filter(|s| !s.is_empty())
-    {
-        restore_args.push(format!("--source-hostname={source}"));
-    }
+    restore_args.extend(rule_flags(rules));
     restore_args.extend(settings.executor_flags());
-
-    let mut update_args = vec!["update-status".to_owned()];
-    common(&mut update_args);
-    update_args.extend([
-        format!(
-            "--repository={}",
-            repository.metadata.name.as_deref().unwrap_or_default()
-        ),
-        "--metrics-enabled=true".to_owned(),
-        format!("--metrics-pushgateway-url={}", settings.pushgateway_url),
-    ]);
-    update_args.extend(settings.logger_flags());
+    let update_args = common.update_status_args(settings);
 
     let mut pod_labels = invoker.metadata().labels.clone().unwrap_or_default();
     pod_labels.extend(managed_labels(labels::COMPONENT_RESTORE));
