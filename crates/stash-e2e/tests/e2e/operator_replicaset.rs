@@ -1,12 +1,16 @@
 //! Stash v0.9-v0.17 manifests that back up a standalone ReplicaSet (§8.1, §8.3), with the operator started
 //! in-process: the sidecar goes into the ReplicaSet's pod template, the pods made from the old template
 //! are deleted so the ReplicaSet re-creates them with the sidecar (as v0.17 did), a `DeprecatedTarget`
-//! Warning Event says to target the Deployment instead, and deletion undoes it all. A ReplicaSet a
-//! Deployment manages is never touched.
+//! Warning Event says to target the Deployment instead, and deletion undoes it all. A ReplicaSet created
+//! after its BackupConfiguration is admitted with the sidecar by the mutating webhook, so its first pod
+//! already runs it. A ReplicaSet a Deployment manages is never touched.
 
 // Kind names (BackupConfiguration, ReplicaSet) are prose in these docs, not code.
 #![allow(clippy::doc_markdown)]
 
+use std::time::Duration;
+
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
@@ -15,7 +19,9 @@ use serde_json::json;
 use stash_api::condition::{ConditionStatus, ConditionType};
 use stash_api::labels;
 use stash_api::v1beta1::BackupConfiguration;
-use stash_testenv::{TestEnv, wait_for};
+use stash_operator::{CancellationToken, OperatorConfig};
+use stash_testenv::certs::Ca;
+use stash_testenv::{TestEnv, servers, wait_for};
 
 use crate::TIMEOUT;
 use crate::operator::Operator;
@@ -100,6 +106,15 @@ async fn live_pods(
         .collect())
 }
 
+fn replica_set() -> ReplicaSet {
+    let template: serde_json::Value = serde_json::from_str(POD_TEMPLATE).unwrap();
+    serde_json::from_value(json!({
+        "metadata": {"name": "stash-demo", "labels": {"app": "stash-demo"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "stash-demo"}}, "template": template}
+    }))
+    .unwrap()
+}
+
 #[tokio::test]
 async fn a_standalone_replicaset_of_a_stash_v0_17_manifest_gets_the_sidecar_with_a_deprecation_warning_and_its_pods_are_restarted()
  {
@@ -109,14 +124,8 @@ async fn a_standalone_replicaset_of_a_stash_v0_17_manifest_gets_the_sidecar_with
     create_repository(&client, &ns).await;
     let replica_sets = Api::<ReplicaSet>::namespaced(client.clone(), &ns);
     let pods = Api::<Pod>::namespaced(client.clone(), &ns);
-    let template: serde_json::Value = serde_json::from_str(POD_TEMPLATE).unwrap();
-    let rs: ReplicaSet = serde_json::from_value(json!({
-        "metadata": {"name": "stash-demo", "labels": {"app": "stash-demo"}},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "stash-demo"}}, "template": template}
-    }))
-    .unwrap();
     let rs = replica_sets
-        .create(&PostParams::default(), &rs)
+        .create(&PostParams::default(), &replica_set())
         .await
         .expect("create ReplicaSet stash-demo");
     let rs_uid = rs.uid().unwrap();
@@ -336,4 +345,128 @@ async fn a_replicaset_a_deployment_manages_is_never_injected_and_the_backup_conf
         .unwrap();
     assert!(!names_sidecar(deployment.spec.template.spec.as_ref()));
     operator.stop().await;
+}
+
+/// The webhook for this namespace's ReplicaSets, as deploy/'s `replicasetmutator`, pointing at the
+/// in-process operator on loopback.
+fn replica_set_webhook(name: &str, ns: &str, port: u16, ca: &Ca) -> MutatingWebhookConfiguration {
+    let ca_bundle = k8s_openapi::ByteString(ca.cert_pem().into_bytes());
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "webhooks": [{
+            "name": "replicasetmutator.admission.stash.appscode.com",
+            "clientConfig": {"url": format!("https://127.0.0.1:{port}/apis/admission.stash.appscode.com/v1alpha1/replicasetmutators"), "caBundle": ca_bundle},
+            "rules": [{"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                       "resources": ["replicasets"]}],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+            "failurePolicy": "Ignore",
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1", "v1beta1"],
+            "timeoutSeconds": 10,
+        }]
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standalone_replicaset_created_after_its_backup_configuration_is_admitted_with_the_sidecar_so_its_first_pod_runs_it()
+ {
+    let env = TestEnv::shared().await;
+    let namespace = env.namespace().await;
+    let ns = namespace.name().to_owned();
+    let client = env.client();
+    create_repository(&client, &ns).await;
+    create_backup_configuration(&client, &ns, "stash-demo").await;
+
+    let ca = Ca::new("stash-e2e-webhook-ca").unwrap();
+    let serving = ca.serving("stash-webhook", &[]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert, &serving.cert_pem).unwrap();
+    std::fs::write(&key, &serving.key_pem).unwrap();
+    let port = servers::free_port();
+    let config = OperatorConfig {
+        docker_registry: "e2e.invalid".to_owned(),
+        image: "stash-placeholder".to_owned(),
+        image_tag: "test".to_owned(),
+        metrics_address: ([127, 0, 0, 1], servers::free_port()).into(),
+        watch_namespace: Some(ns.clone()),
+        enable_mutating_webhook: true,
+        secure_port: port,
+        tls_cert_file: Some(cert),
+        tls_private_key_file: Some(key),
+        ..OperatorConfig::default()
+    };
+    let shutdown = CancellationToken::new();
+    let operator = tokio::spawn(stash_operator::run_with_client(
+        client.clone(),
+        config,
+        shutdown.clone(),
+    ));
+    let name = format!("stash-e2e-rs-{ns}");
+    let webhooks = Api::<MutatingWebhookConfiguration>::all(client.clone());
+    webhooks
+        .create(
+            &PostParams::default(),
+            &replica_set_webhook(&name, &ns, port, &ca),
+        )
+        .await
+        .expect("create the MutatingWebhookConfiguration");
+
+    let replica_sets = Api::<ReplicaSet>::namespaced(client.clone(), &ns);
+    // The API server picks the configuration up asynchronously (failurePolicy Ignore admits silently
+    // meanwhile): dry-run until the webhook answers.
+    wait_for(
+        "a dry-run ReplicaSet to come back with the sidecar from the webhook",
+        TIMEOUT,
+        || async {
+            let dry = PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            };
+            let created = replica_sets
+                .create(&dry, &replica_set())
+                .await
+                .map_err(|e| e.to_string())?;
+            if template_has_sidecar(&created) {
+                Ok(())
+            } else {
+                Err("no sidecar yet".to_owned())
+            }
+        },
+    )
+    .await;
+    let created = replica_sets
+        .create(&PostParams::default(), &replica_set())
+        .await
+        .expect("create ReplicaSet stash-demo");
+    assert!(
+        template_has_sidecar(&created),
+        "the ReplicaSet as created carries the sidecar"
+    );
+    let rs_uid = created.uid().unwrap();
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    let first = wait_for("the ReplicaSet's first pod", TIMEOUT, || async {
+        let live = live_pods(&pods, &rs_uid).await?;
+        live.into_iter()
+            .next()
+            .ok_or_else(|| "no pod yet".to_owned())
+    })
+    .await;
+    assert!(
+        first.1,
+        "the first pod {} already runs the sidecar",
+        first.0
+    );
+
+    webhooks
+        .delete(&name, &DeleteParams::default())
+        .await
+        .expect("delete the MutatingWebhookConfiguration");
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(30), operator)
+        .await
+        .expect("the operator stops within 30 s")
+        .expect("the operator task panicked")
+        .expect("the operator returned an error");
 }
