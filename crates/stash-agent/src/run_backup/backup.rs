@@ -62,7 +62,7 @@ pub async fn run(
                 return BackupOutcome::Cancelled;
             }
             Err(err) => {
-                failure = Some(format!("backup of {path} failed: {}", error_chain(&err)));
+                failure = Some(format!("backup of {path} failed: {}", describe(&err)));
                 break;
             }
         }
@@ -74,6 +74,17 @@ pub async fn run(
         Some(error) => stats::failed(host, error, elapsed, progress),
         None => stats::finished(host, &reports, elapsed, progress),
     }))
+}
+
+/// The engine's error as the sidecar's user must read it: the password comes from the
+/// Repository's storage Secret, not from the flag or file the engine's own hint names.
+fn describe(err: &EngineError) -> String {
+    match err {
+        EngineError::WrongPassword { location } => format!(
+            "wrong password for repository `{location}`: RESTIC_PASSWORD of the Repository's storage Secret (spec.backend.storageSecretName) opens no key in keys/; set it to the password the repository was initialised with"
+        ),
+        other => error_chain(other),
+    }
 }
 
 /// An error and its causes on one line, for status messages.

@@ -53,7 +53,12 @@ pub fn finished(
             if i > 0 {
                 message.push_str(", ");
             }
-            let _ = write!(message, "{} ({})", entry.path.display(), entry.error);
+            let _ = write!(
+                message,
+                "{} ({})",
+                entry.path.display(),
+                cause(&entry.error)
+            );
         }
         if unreadable.len() > MAX_NAMED_FILES {
             let _ = write!(message, " and {} more", unreadable.len() - MAX_NAMED_FILES);
@@ -79,6 +84,22 @@ pub fn finished(
         ),
         progress,
     }
+}
+
+/// The innermost cause of an unreadable entry's error, e.g. `Permission denied (os error 13)`:
+/// the status is one line, and the `rustic_core` text around the cause (a bug-report plea, and a
+/// backtrace when `RUST_BACKTRACE` is set) tells the user nothing the path and cause do not.
+fn cause(error: &str) -> &str {
+    let last_line = error
+        .lines()
+        .map(str::trim)
+        .rfind(|line| !line.is_empty())
+        .unwrap_or_default();
+    last_line
+        .rsplit(": ")
+        .map(str::trim)
+        .find(|part| !part.is_empty())
+        .unwrap_or(last_line)
 }
 
 /// The final entry of a host whose backup could not run or broke off.
@@ -192,6 +213,42 @@ mod tests {
         );
         assert!(error.contains("and 2 more"), "{error}");
         assert_eq!(entry.snapshots.map(|s| s.len()), Some(1));
+    }
+
+    #[test]
+    fn an_unreadable_entry_is_named_with_its_cause_alone_on_one_line() {
+        let rustic = "`rustic_core` experienced an error related to `input/output operations`.\n\n\
+            Message:\nFailed to open file at `/source/data/locked.txt`.\n\n\
+            Caused by:\nPermission denied (os error 13)\n\n\
+            Backtrace:\n   0: rustic_core::error::RusticError::new\n\
+            : Permission denied (os error 13)";
+        let walker = "walk failed\n: /source/data/dir: IO error for operation on /source/data/dir: Permission denied (os error 13)";
+        let unreadable = [
+            ("/source/data/locked.txt", rustic),
+            ("/source/data/dir", walker),
+            ("/source/data/bad", "Input/output error (os error 5)"),
+        ]
+        .map(|(path, error)| UnreadableEntry {
+            path: PathBuf::from(path),
+            error: error.into(),
+        })
+        .to_vec();
+        let entry = finished(
+            "host-0",
+            &[("/source/data".into(), report(unreadable))],
+            Duration::from_secs(1),
+            None,
+        );
+        let error = entry.error.unwrap();
+        assert!(!error.contains('\n'), "{error}");
+        assert!(
+            error.contains(
+                "/source/data/locked.txt (Permission denied (os error 13)), \
+                 /source/data/dir (Permission denied (os error 13)), \
+                 /source/data/bad (Input/output error (os error 5))"
+            ),
+            "{error}"
+        );
     }
 
     #[test]
