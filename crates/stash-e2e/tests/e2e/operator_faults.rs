@@ -386,7 +386,7 @@ async fn deployments_are_created_and_updated_while_the_operator_is_down_and_inje
     let namespace = env.namespace().await;
     let ns = namespace.name().to_owned();
     let client = env.client();
-    let serving = WebhookServing::new();
+    let serving = WebhookServing::generate();
     let operator = Operator::start(client.clone(), &ns, |c| serving.configure(c, true, false));
     let name = format!("stash-e2e-{ns}");
     let webhooks = Api::<MutatingWebhookConfiguration>::all(client.clone());

@@ -65,15 +65,15 @@ const SELECTOR_LABEL: &str = "stash-e2e/validating-webhook";
 /// A serving certificate for `127.0.0.1`, written to files the operator reads, and the port it serves
 /// the webhooks on.
 pub struct WebhookServing {
-    pub ca: Ca,
-    pub port: u16,
+    ca: Ca,
+    port: u16,
     cert: PathBuf,
     key: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl WebhookServing {
-    pub fn new() -> Self {
+    pub fn generate() -> Self {
         let ca = Ca::new("stash-e2e-webhook-ca").expect("a test CA");
         let serving = ca
             .serving("stash-webhook", &[])
@@ -239,7 +239,7 @@ async fn every_manifest_of_the_validate_table_that_reaches_admission_is_refused_
     let namespace = env.namespace().await;
     let ns = namespace.name().to_owned();
     let client = env.client();
-    let serving = WebhookServing::new();
+    let serving = WebhookServing::generate();
     let operator = Operator::start(client.clone(), &ns, |c| {
         serving.configure(c, false, true);
     });
