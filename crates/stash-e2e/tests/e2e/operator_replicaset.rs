@@ -115,6 +115,86 @@ fn replica_set() -> ReplicaSet {
     .unwrap()
 }
 
+/// Waits for the sidecar in ReplicaSet stash-demo's pod template; returns the template's invoker hash.
+async fn wait_for_injection(replica_sets: &Api<ReplicaSet>) -> String {
+    let injected = wait_for(
+        "the stash sidecar in ReplicaSet stash-demo's pod template (the operator probably refused or ignored the ReplicaSet target)",
+        TIMEOUT,
+        || async {
+            let rs = replica_sets.get("stash-demo").await.map_err(|e| e.to_string())?;
+            if template_has_sidecar(&rs) { Ok(rs) } else { Err("no sidecar yet".to_owned()) }
+        },
+    )
+    .await;
+    assert!(
+        injected
+            .annotations()
+            .contains_key(labels::ANNOTATION_LAST_APPLIED_BACKUP_INVOKER),
+        "{:?}",
+        injected.annotations()
+    );
+    injected
+        .spec
+        .template
+        .as_ref()
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get(labels::ANNOTATION_LAST_APPLIED_BACKUP_INVOKER_HASH))
+        .cloned()
+        .expect("the pod template carries the invoker hash")
+}
+
+/// Waits for rs-backup to report the sidecar injected and for its DeprecatedTarget Warning Event;
+/// returns the Event's message.
+async fn wait_for_deprecation_warning(client: &Client, ns: &str) -> String {
+    let bc = wait_for(
+        "BackupConfiguration rs-backup to report the sidecar injected",
+        TIMEOUT,
+        || async {
+            let bc = Api::<BackupConfiguration>::namespaced(client.clone(), ns)
+                .get("rs-backup")
+                .await
+                .map_err(|e| e.to_string())?;
+            let injected = bc
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|c| {
+                    c.iter()
+                        .find(|c| c.type_ == ConditionType::StashSidecarInjected)
+                        .map(|c| c.status)
+                });
+            if injected == Some(ConditionStatus::True) {
+                Ok(bc)
+            } else {
+                Err(format!("status {:?}", bc.status))
+            }
+        },
+    )
+    .await;
+    let warning = wait_for(
+        "a DeprecatedTarget Warning Event on BackupConfiguration rs-backup",
+        TIMEOUT,
+        || async {
+            Api::<Event>::namespaced(client.clone(), ns)
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .into_iter()
+                .find(|e| {
+                    e.involved_object.uid == bc.uid()
+                        && e.reason.as_deref() == Some("DeprecatedTarget")
+                        && e.type_.as_deref() == Some("Warning")
+                })
+                .and_then(|e| e.message)
+                .ok_or_else(|| "no such Event yet".to_owned())
+        },
+    )
+    .await;
+    warning
+}
+
 #[tokio::test]
 async fn a_standalone_replicaset_of_a_stash_v0_17_manifest_gets_the_sidecar_with_a_deprecation_warning_and_its_pods_are_restarted()
  {
@@ -144,31 +224,7 @@ async fn a_standalone_replicaset_of_a_stash_v0_17_manifest_gets_the_sidecar_with
     create_backup_configuration(&client, &ns, "stash-demo").await;
     let operator = Operator::start(client.clone(), &ns, |_| {});
 
-    let injected = wait_for(
-        "the stash sidecar in ReplicaSet stash-demo's pod template (the operator probably refused or ignored the ReplicaSet target)",
-        TIMEOUT,
-        || async {
-            let rs = replica_sets.get("stash-demo").await.map_err(|e| e.to_string())?;
-            if template_has_sidecar(&rs) { Ok(rs) } else { Err("no sidecar yet".to_owned()) }
-        },
-    )
-    .await;
-    assert!(
-        injected
-            .annotations()
-            .contains_key(labels::ANNOTATION_LAST_APPLIED_BACKUP_INVOKER),
-        "{:?}",
-        injected.annotations()
-    );
-    let hash = injected
-        .spec
-        .template
-        .as_ref()
-        .and_then(|t| t.metadata.as_ref())
-        .and_then(|m| m.annotations.as_ref())
-        .and_then(|a| a.get(labels::ANNOTATION_LAST_APPLIED_BACKUP_INVOKER_HASH))
-        .cloned()
-        .expect("the pod template carries the invoker hash");
+    let hash = wait_for_injection(&replica_sets).await;
 
     let restarted = wait_for(
         "the pod made from the old template to be replaced by one with the sidecar (the operator probably did not delete the stale pod)",
@@ -190,51 +246,7 @@ async fn a_standalone_replicaset_of_a_stash_v0_17_manifest_gets_the_sidecar_with
         "the pod without the sidecar is still live"
     );
 
-    let bc = wait_for(
-        "BackupConfiguration rs-backup to report the sidecar injected",
-        TIMEOUT,
-        || async {
-            let bc = Api::<BackupConfiguration>::namespaced(client.clone(), &ns)
-                .get("rs-backup")
-                .await
-                .map_err(|e| e.to_string())?;
-            let injected = bc
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .and_then(|c| {
-                    c.iter()
-                        .find(|c| c.type_ == ConditionType::StashSidecarInjected)
-                        .map(|c| c.status)
-                });
-            if injected == Some(ConditionStatus::True) {
-                Ok(bc)
-            } else {
-                Err(format!("status {:?}", bc.status))
-            }
-        },
-    )
-    .await;
-    let warning = wait_for(
-        "a DeprecatedTarget Warning Event on BackupConfiguration rs-backup",
-        TIMEOUT,
-        || async {
-            Api::<Event>::namespaced(client.clone(), &ns)
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| e.to_string())?
-                .items
-                .into_iter()
-                .find(|e| {
-                    e.involved_object.uid == bc.uid()
-                        && e.reason.as_deref() == Some("DeprecatedTarget")
-                        && e.type_.as_deref() == Some("Warning")
-                })
-                .and_then(|e| e.message)
-                .ok_or_else(|| "no such Event yet".to_owned())
-        },
-    )
-    .await;
+    let warning = wait_for_deprecation_warning(&client, &ns).await;
     assert!(warning.contains("target the Deployment"), "{warning}");
 
     // Deleting the BackupConfiguration takes the sidecar out and restarts the pods once more.
@@ -368,16 +380,16 @@ fn replica_set_webhook(name: &str, ns: &str, port: u16, ca: &Ca) -> MutatingWebh
     .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_standalone_replicaset_created_after_its_backup_configuration_is_admitted_with_the_sidecar_so_its_first_pod_runs_it()
- {
-    let env = TestEnv::shared().await;
-    let namespace = env.namespace().await;
-    let ns = namespace.name().to_owned();
-    let client = env.client();
-    create_repository(&client, &ns).await;
-    create_backup_configuration(&client, &ns, "stash-demo").await;
-
+/// Starts the operator with its mutating webhook on a loopback port and registers the ReplicaSet webhook
+/// for `ns`: (the configuration's name, the shutdown token, the operator task).
+async fn start_operator_with_webhook(
+    client: &Client,
+    ns: &str,
+) -> (
+    String,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), stash_operator::RunError>>,
+) {
     let ca = Ca::new("stash-e2e-webhook-ca").unwrap();
     let serving = ca.serving("stash-webhook", &[]).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -390,7 +402,7 @@ async fn a_standalone_replicaset_created_after_its_backup_configuration_is_admit
         image: "stash-placeholder".to_owned(),
         image_tag: "test".to_owned(),
         metrics_address: ([127, 0, 0, 1], servers::free_port()).into(),
-        watch_namespace: Some(ns.clone()),
+        watch_namespace: Some(ns.to_owned()),
         enable_mutating_webhook: true,
         secure_port: port,
         tls_cert_file: Some(cert),
@@ -408,11 +420,24 @@ async fn a_standalone_replicaset_created_after_its_backup_configuration_is_admit
     webhooks
         .create(
             &PostParams::default(),
-            &replica_set_webhook(&name, &ns, port, &ca),
+            &replica_set_webhook(&name, ns, port, &ca),
         )
         .await
         .expect("create the MutatingWebhookConfiguration");
+    (name, shutdown, operator)
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standalone_replicaset_created_after_its_backup_configuration_is_admitted_with_the_sidecar_so_its_first_pod_runs_it()
+ {
+    let env = TestEnv::shared().await;
+    let namespace = env.namespace().await;
+    let ns = namespace.name().to_owned();
+    let client = env.client();
+    create_repository(&client, &ns).await;
+    create_backup_configuration(&client, &ns, "stash-demo").await;
+
+    let (name, shutdown, operator) = start_operator_with_webhook(&client, &ns).await;
     let replica_sets = Api::<ReplicaSet>::namespaced(client.clone(), &ns);
     // The API server picks the configuration up asynchronously (failurePolicy Ignore admits silently
     // meanwhile): dry-run until the webhook answers.
@@ -459,7 +484,7 @@ async fn a_standalone_replicaset_created_after_its_backup_configuration_is_admit
         first.0
     );
 
-    webhooks
+    Api::<MutatingWebhookConfiguration>::all(client.clone())
         .delete(&name, &DeleteParams::default())
         .await
         .expect("delete the MutatingWebhookConfiguration");

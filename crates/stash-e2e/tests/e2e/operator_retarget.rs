@@ -245,6 +245,90 @@ fn sidecar_rbac_names(ns: &str, deployment: &str) -> (String, String) {
     stash_operator::build::rbac::sidecar_rbac_names(&workload)
 }
 
+/// Exactly one trigger CronJob, and a change to the old target does not bring the sidecar back.
+async fn one_cronjob_and_the_old_target_stays_clean(client: &Client, ns: &str) {
+    let deployments = Api::<Deployment>::namespaced(client.clone(), ns);
+    let cronjobs: Vec<String> = Api::<CronJob>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .expect("list CronJobs")
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    assert_eq!(cronjobs, ["stash-trigger-deployment-backup"]);
+
+    // A change to the old Deployment does not bring the sidecar back.
+    deployments
+        .patch(
+            "stash-demo",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"touched": "yes"}}})),
+        )
+        .await
+        .expect("touch Deployment stash-demo");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_for_clean(
+        &deployments,
+        "stash-demo",
+        "a touch of the old target re-injected it",
+    )
+    .await;
+}
+
+/// Deletes deployment-backup, the last BackupConfiguration of stash-demo: the sidecar's RBAC goes (the
+/// finalizer) and so does the trigger's (garbage collection).
+async fn deleting_the_last_one_removes_all_rbac(client: &Client, ns: &str) {
+    let bcs = Api::<BackupConfiguration>::namespaced(client.clone(), ns);
+    let deployments = Api::<Deployment>::namespaced(client.clone(), ns);
+    let bindings = Api::<RoleBinding>::namespaced(client.clone(), ns);
+    let roles = Api::<Role>::namespaced(client.clone(), ns);
+    let accounts = Api::<ServiceAccount>::namespaced(client.clone(), ns);
+    let (sidecar_binding, repository_access) = sidecar_rbac_names(ns, "stash-demo");
+    delete_and_wait(&bcs, "deployment-backup").await;
+    wait_for_clean(
+        &deployments,
+        "stash-demo",
+        "the last BackupConfiguration is gone",
+    )
+    .await;
+    wait_gone(
+        &bindings,
+        "RoleBinding",
+        &sidecar_binding,
+        "no BackupConfiguration needs it any more",
+    )
+    .await;
+    wait_gone(
+        &bindings,
+        "RoleBinding",
+        &repository_access,
+        "no BackupConfiguration needs it any more",
+    )
+    .await;
+    wait_gone(
+        &roles,
+        "Role",
+        &repository_access,
+        "no BackupConfiguration needs it any more",
+    )
+    .await;
+    wait_gone(
+        &accounts,
+        "ServiceAccount",
+        "stash-trigger-deployment-backup",
+        "garbage collection",
+    )
+    .await;
+    wait_gone(
+        &bindings,
+        "RoleBinding",
+        "stash-trigger-deployment-backup",
+        "garbage collection",
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn retargeting_a_backup_configuration_moves_the_sidecar_annotations_and_rbac_to_the_new_deployment_and_keeps_one_cronjob()
  {
@@ -322,32 +406,7 @@ async fn retargeting_a_backup_configuration_moves_the_sidecar_annotations_and_rb
         "Role {new_access} of the new target"
     );
 
-    let cronjobs: Vec<String> = Api::<CronJob>::namespaced(client.clone(), &ns)
-        .list(&ListParams::default())
-        .await
-        .expect("list CronJobs")
-        .items
-        .iter()
-        .map(ResourceExt::name_any)
-        .collect();
-    assert_eq!(cronjobs, ["stash-trigger-deployment-backup"]);
-
-    // A change to the old Deployment does not bring the sidecar back.
-    deployments
-        .patch(
-            "stash-demo",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"touched": "yes"}}})),
-        )
-        .await
-        .expect("touch Deployment stash-demo");
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    wait_for_clean(
-        &deployments,
-        "stash-demo",
-        "a touch of the old target re-injected it",
-    )
-    .await;
+    one_cronjob_and_the_old_target_stays_clean(&client, &ns).await;
 
     delete_and_wait(&bcs, "deployment-backup").await;
     wait_for_clean(
@@ -458,47 +517,6 @@ async fn deleting_a_backup_configuration_removes_its_rbac_but_keeps_the_sidecar_
     );
     assert!(exists(&roles, &repository_access).await);
 
-    delete_and_wait(&bcs, "deployment-backup").await;
-    wait_for_clean(
-        &deployments,
-        "stash-demo",
-        "the last BackupConfiguration is gone",
-    )
-    .await;
-    wait_gone(
-        &bindings,
-        "RoleBinding",
-        &sidecar_binding,
-        "no BackupConfiguration needs it any more",
-    )
-    .await;
-    wait_gone(
-        &bindings,
-        "RoleBinding",
-        &repository_access,
-        "no BackupConfiguration needs it any more",
-    )
-    .await;
-    wait_gone(
-        &roles,
-        "Role",
-        &repository_access,
-        "no BackupConfiguration needs it any more",
-    )
-    .await;
-    wait_gone(
-        &accounts,
-        "ServiceAccount",
-        "stash-trigger-deployment-backup",
-        "garbage collection",
-    )
-    .await;
-    wait_gone(
-        &bindings,
-        "RoleBinding",
-        "stash-trigger-deployment-backup",
-        "garbage collection",
-    )
-    .await;
+    deleting_the_last_one_removes_all_rbac(&client, &ns).await;
     operator.stop().await;
 }
