@@ -3,19 +3,23 @@
 //! target is marked Running. [`build`] is pure; [`ensure`] reads the Repository and applies the result
 //! (server-side apply, so a second reconcile of the same session changes nothing).
 
+use jiff::Timestamp;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::rbac::v1::ClusterRole;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use stash_api::common::RetentionPolicy;
+use stash_api::condition::ConditionType;
 use stash_api::labels;
 use stash_api::v1alpha1::Repository;
-use stash_api::v1beta1::BackupSession;
+use stash_api::v1beta1::{BackupSession, BackupSessionStatus};
 
+use super::build::EXECUTOR_NOT_ENSURED;
 use super::dereference::InvokerObject;
+use super::status::{condition, set_condition};
 use crate::build::job::{BuildJobError, backup_job, backup_job_rbac, is_pvc};
 use crate::build::rbac::ExecutorRbac;
 use crate::settings::Settings;
@@ -40,6 +44,11 @@ pub enum JobError {
     Build {
         #[from]
         source: BuildJobError,
+    },
+    #[error("failed to list the backup Jobs of the BackupSession")]
+    ListJobs {
+        #[source]
+        source: kube::Error,
     },
     #[error("failed to apply {kind} {name}")]
     Apply {
@@ -198,6 +207,116 @@ pub async fn ensure(
     Ok(names)
 }
 
+/// The claim a backup Job mounts (volume `stash-volume`) and, if the Job failed, why: a Job whose
+/// pod died before `update-status` ran leaves the host without an entry, so the session would wait
+/// for its deadline (or forever without `timeOut`).
+#[must_use]
+pub fn failed_claim(job: &Job) -> Option<(String, String)> {
+    let failed = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .find(|c| c.type_ == "Failed" && c.status == "True")?;
+    let claim = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.volumes.as_ref())
+        .into_iter()
+        .flatten()
+        .find(|v| v.name == labels::VOLUME_PVC_TARGET)
+        .and_then(|v| v.persistent_volume_claim.as_ref())
+        .map(|c| c.claim_name.clone())?;
+    let why = [failed.reason.as_deref(), failed.message.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(": ");
+    Some((
+        claim,
+        format!(
+            "backup Job {}/{} failed ({why}) before recording the host; read the logs of its pod's containers",
+            job.metadata.namespace.as_deref().unwrap_or_default(),
+            job.name_any()
+        ),
+    ))
+}
+
+/// Marks `BackupExecutorEnsured=False` on each claim target whose Job failed and whose host has no
+/// final entry, so the target is Failed (§5.4) and the session can conclude. Returns whether anything
+/// changed.
+pub fn record_failed_jobs(
+    status: &mut BackupSessionStatus,
+    failed: &[(String, String)],
+    now: Timestamp,
+) -> bool {
+    let mut changed = false;
+    for target in status.targets.iter_mut().flatten() {
+        let Some(reference) = target.reference.as_ref().filter(|r| is_pvc(r)) else {
+            continue;
+        };
+        let hosts_final = target
+            .stats
+            .iter()
+            .flatten()
+            .filter(|h| h.phase.is_some())
+            .count();
+        let total = target
+            .total_hosts
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(1);
+        if hosts_final >= total {
+            continue;
+        }
+        let Some((_, message)) = failed.iter().find(|(claim, _)| *claim == reference.name) else {
+            continue;
+        };
+        let already = target.conditions.iter().flatten().any(|c| {
+            c.type_ == ConditionType::BackupExecutorEnsured
+                && c.status == stash_api::condition::ConditionStatus::False
+        });
+        if !already {
+            set_condition(
+                &mut target.conditions,
+                condition(
+                    ConditionType::BackupExecutorEnsured,
+                    false,
+                    EXECUTOR_NOT_ENSURED,
+                    message.clone(),
+                    now,
+                ),
+            );
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// The failed backup Jobs `session` owns, as (claim, message).
+pub async fn failed_jobs(
+    client: &Client,
+    session: &BackupSession,
+) -> Result<Vec<(String, String)>, kube::Error> {
+    let Some(uid) = session.metadata.uid.as_deref() else {
+        return Ok(Vec::new());
+    };
+    let jobs = Api::<Job>::namespaced(client.clone(), &session.namespace().unwrap_or_default())
+        .list(&ListParams::default().labels(&format!(
+            "{}={}",
+            labels::LABEL_MANAGED_BY,
+            labels::MANAGED_BY
+        )))
+        .await?;
+    Ok(jobs
+        .items
+        .iter()
+        .filter(|j| j.owner_references().iter().any(|o| o.uid == uid))
+        .filter_map(failed_claim)
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,6 +347,82 @@ mod tests {
             "apiVersion: stash.appscode.com/v1beta1\nkind: BackupSession\nmetadata:\n  name: s-1\n  namespace: demo\n  uid: bs-1\nspec:\n  invoker:\n    apiGroup: stash.appscode.com\n    kind: BackupConfiguration\n    name: nfs-pvc-backup\n",
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_failed_job_fails_its_claim_target_once_and_a_recorded_host_is_left_alone() {
+        let pvc = invoker(PVC_EXAMPLE);
+        let mut job = build(&session(), &pvc, &repository(), &Settings::default())
+            .unwrap()
+            .remove(0)
+            .job;
+        assert_eq!(failed_claim(&job), None);
+        job.status = serde_json::from_value(serde_json::json!({"conditions": [
+            {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+             "message": "Job has reached the specified backoff limit"}]}))
+        .unwrap();
+        let failed = vec![failed_claim(&job).unwrap()];
+        assert_eq!(failed[0].0, "nfs-pvc");
+        assert!(
+            failed[0].1.contains("BackoffLimitExceeded"),
+            "{}",
+            failed[0].1
+        );
+
+        let targets = super::super::build::initial_targets(
+            pvc.invoker(),
+            &std::collections::BTreeMap::new(),
+            Timestamp::UNIX_EPOCH,
+        )
+        .unwrap();
+        let mut status = BackupSessionStatus {
+            targets: Some(targets),
+            ..BackupSessionStatus::default()
+        };
+        assert!(record_failed_jobs(
+            &mut status,
+            &failed,
+            Timestamp::UNIX_EPOCH
+        ));
+        assert!(!record_failed_jobs(
+            &mut status,
+            &failed,
+            Timestamp::UNIX_EPOCH
+        ));
+        let target = &status.targets.as_ref().unwrap()[0];
+        assert_eq!(
+            super::super::phase::target_phase(target),
+            stash_api::phase::TargetPhase::Failed
+        );
+        assert!(super::super::phase::backup_completed(
+            &BackupSessionStatus {
+                targets: Some(vec![target.clone()]),
+                ..BackupSessionStatus::default()
+            }
+        ));
+
+        let mut recorded = BackupSessionStatus {
+            targets: Some(
+                super::super::build::initial_targets(
+                    pvc.invoker(),
+                    &std::collections::BTreeMap::new(),
+                    Timestamp::UNIX_EPOCH,
+                )
+                .unwrap(),
+            ),
+            ..BackupSessionStatus::default()
+        };
+        recorded.targets.as_mut().unwrap()[0].stats = Some(vec![
+            serde_json::from_value(
+                serde_json::json!({"hostname": "host-0", "phase": "Failed", "error": "boom"}),
+            )
+            .unwrap(),
+        ]);
+        assert!(!record_failed_jobs(
+            &mut recorded,
+            &failed,
+            Timestamp::UNIX_EPOCH
+        ));
     }
 
     #[test]

@@ -283,7 +283,19 @@ async fn running(
     ctx: &Context,
     now: Timestamp,
 ) -> Result<Action, ReconcileError> {
-    let current = session.status.clone().unwrap_or_default();
+    let mut current = session.status.clone().unwrap_or_default();
+    if !phase::backup_completed(&current) {
+        let failed = job::failed_jobs(&ctx.client, session)
+            .await
+            .map_err(|source| job::JobError::ListJobs { source })?;
+        if !failed.is_empty() {
+            let (written, _) = status::update(ctx, session, |_, status| {
+                job::record_failed_jobs(status, &failed, now);
+            })
+            .await?;
+            current = written.status.unwrap_or_default();
+        }
+    }
     let completed = phase::backup_completed(&current);
     if !completed && !phase::deadline_passed(&current, now) {
         return Ok(match &current.session_deadline {
@@ -464,11 +476,25 @@ pub async fn run(
     context: Context,
     shutdown: CancellationToken,
 ) {
+    // The backup Jobs of claim targets (job model): a failed one concludes its session.
+    let jobs = match namespace.as_deref() {
+        Some(ns) => Api::<k8s_openapi::api::batch::v1::Job>::namespaced(client.clone(), ns),
+        None => Api::<k8s_openapi::api::batch::v1::Job>::all(client.clone()),
+    };
     let api = match namespace.as_deref() {
         Some(ns) => Api::<BackupSession>::namespaced(client, ns),
         None => Api::<BackupSession>::all(client),
     };
+    let managed = format!(
+        "{}={}",
+        stash_api::labels::LABEL_MANAGED_BY,
+        stash_api::labels::MANAGED_BY
+    );
     Controller::new(api, watcher::Config::default().any_semantic())
+        .owns(
+            jobs,
+            watcher::Config::default().any_semantic().labels(&managed),
+        )
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(reconcile, error_policy, Arc::new(context))
         .for_each(|result| {
