@@ -123,11 +123,9 @@ pub(super) fn apply_metadata(path: &Path, meta: &Metadata, is_symlink: bool) -> 
     };
     let mtime = meta.mtime.map_or_else(go_zero_time, to_filetime);
     let atime = meta.atime.map_or_else(go_zero_time, to_filetime);
-    if is_symlink {
-        filetime::set_symlink_file_times(path, atime, mtime)?;
-    } else {
-        filetime::set_file_times(path, atime, mtime)?;
-    }
+    // By path without following or opening it (`utimensat` with `AT_SYMLINK_NOFOLLOW`):
+    // opening a FIFO would block, and a file of mode 0 cannot be opened but by root.
+    filetime::set_symlink_file_times(path, atime, mtime)?;
     Ok(())
 }
 
