@@ -72,7 +72,7 @@ async fn create_invoker(client: &Client, ns: &str) {
         .expect("create the BackupConfiguration of Stash's deployment example");
 }
 
-/// The names of the `stash` containers of a pod template: one when injected once.
+/// How many `stash` containers a pod template has: one when injected once.
 fn stash_containers(template: &PodTemplateSpec) -> usize {
     template.spec.as_ref().map_or(0, |s| {
         s.containers.iter().filter(|c| c.name == "stash").count()
@@ -267,7 +267,7 @@ async fn an_operator_sigkilled_during_a_session_concludes_it_on_restart_without_
     create_invoker(&client, &ns).await;
     let configs = Api::<BackupConfiguration>::namespaced(client.clone(), &ns);
     wait_for_ready(&configs).await;
-    let injected = wait_for_the_sidecar(&deployments, "the controller's patch").await;
+    wait_for_the_sidecar(&deployments, "the controller's patch").await;
     let cron_job = wait_for("the trigger CronJob", TIMEOUT, || async {
         let mut jobs = cron_jobs(&client, &ns).await;
         jobs.pop().ok_or_else(|| "no CronJob yet".to_owned())
@@ -297,6 +297,10 @@ async fn an_operator_sigkilled_during_a_session_concludes_it_on_restart_without_
     .await;
 
     // Killed mid-session; the agent finishes its host meanwhile: nobody is watching when it reports.
+    let injected = deployments
+        .get(WORKLOAD)
+        .await
+        .expect("read the Deployment");
     operator.sigkill();
     write_host_stats(&sessions, "deployment-backup-1").await;
 
