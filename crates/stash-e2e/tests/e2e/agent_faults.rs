@@ -394,10 +394,10 @@ fn total(objects: &BTreeMap<String, u64>) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sidecar_killed_mid_backup_blocks_nothing_and_the_next_session_reuses_its_uploaded_data()
 {
-    let f = Fixture::new().await;
-    // Incompressible files, enough that the backup is still running a few progress writes in.
+    // Incompressible files, enough that the backup is still running when its first packs land.
     const FILES: u64 = 6;
     const FILE_SIZE: u64 = 32 << 20;
+    let f = Fixture::new().await;
     let data_size = FILES * FILE_SIZE;
     for i in 0..FILES {
         tree::write(
@@ -641,7 +641,7 @@ async fn files_the_sidecar_cannot_read_fail_its_host_naming_them_while_the_rest_
     let id = short_id(&entry);
     assert_eq!(
         f.restic_snapshot_ids(),
-        [id.clone()],
+        std::slice::from_ref(&id),
         "the readable part is saved"
     );
     let listed = f.restic(&["ls", &id]);
