@@ -103,10 +103,8 @@ impl Unpacked {
     }
 
     fn restic(&self, args: &[&str]) -> Command {
-        let mut cmd = stash_testenv::restic::command_with_password(
-            self.scratch.dir.path(),
-            &self.password,
-        );
+        let mut cmd =
+            stash_testenv::restic::command_with_password(self.scratch.dir.path(), &self.password);
         cmd.arg("-r").arg(self.repo()).args(args);
         cmd
     }
@@ -326,9 +324,9 @@ fn tree_differences(expected: &Path, actual: &Path) -> Vec<String> {
                     want.content.len(),
                     if got.kind == "symlink" {
                         format!(
-                            " target {:?} (restic: {:?})",
-                            OsStr::from_bytes(&got.content),
-                            OsStr::from_bytes(&want.content)
+                            " target {} (restic: {})",
+                            OsStr::from_bytes(&got.content).display(),
+                            OsStr::from_bytes(&want.content).display()
                         )
                     } else {
                         String::new()
@@ -444,7 +442,7 @@ fn read_like_restic(fx: &Unpacked) -> Vec<String> {
 }
 
 #[track_caller]
-fn assert_all_pass(class: &str, results: Vec<(String, Vec<String>)>) {
+fn assert_all_pass(class: &str, results: &[(String, Vec<String>)]) {
     let failed: Vec<_> = results.iter().filter(|(_, p)| !p.is_empty()).collect();
     let passed: Vec<_> = results
         .iter()
@@ -490,7 +488,7 @@ fn each_fixture(class: &str, test: impl Fn(&Unpacked) -> Vec<String> + Sync) {
             .flat_map(|h| h.join().expect("fixture thread"))
             .collect()
     });
-    assert_all_pass(class, results);
+    assert_all_pass(class, &results);
 }
 
 #[test]
@@ -498,7 +496,7 @@ fn every_healthy_fixture_lists_checks_and_restores_exactly_as_restic_does() {
     each_fixture("healthy", read_like_restic);
 }
 
-/// What each damaged fixture's check must name (from restic's and rustic_core's expectations).
+/// What each damaged fixture's check must name (from restic's and `rustic_core`'s expectations).
 fn expected_damage(name: &str) -> &'static [&'static str] {
     match name {
         "restic-repo-data-missing" => &["1959b7f2"],
@@ -601,7 +599,10 @@ fn a_chmod_000_file_hardlinks_xattrs_fifos_and_devices_restore_as_restic_restore
     tool("mkfifo", &[source.join("pipe").as_os_str()]);
     if is_root() {
         let null = source.join("null");
-        tool("mknod", &[null.as_os_str(), "c".as_ref(), "1".as_ref(), "3".as_ref()]);
+        tool(
+            "mknod",
+            &[null.as_os_str(), "c".as_ref(), "1".as_ref(), "3".as_ref()],
+        );
         let binary = source.join("capable");
         fs::write(&binary, b"a binary that may open raw sockets").unwrap();
         tool("setcap", &["cap_net_raw+ep".as_ref(), binary.as_os_str()]);

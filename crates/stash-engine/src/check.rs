@@ -139,7 +139,7 @@ fn short(id: &Id) -> String {
     id.to_hex()[..8].to_string()
 }
 
-/// rustic_core checks each half of a mixed pack (see `index_compat`) as if it were a pack of its
+/// `rustic_core` checks each half of a mixed pack (see `index_compat`) as if it were a pack of its
 /// own, so it reports offsets, hashes and headers that do not add up; those packs are verified
 /// whole by [`verify_mixed_pack`] instead.
 fn mixed_pack_artifact(mixed: &BTreeMap<Id, IndexPack>, finding: &str) -> bool {
@@ -152,7 +152,7 @@ fn mixed_pack_artifact(mixed: &BTreeMap<Id, IndexPack>, finding: &str) -> bool {
             .any(|id| finding.starts_with(&format!("pack {}", short(id))))
 }
 
-/// rustic_core's repair hints name `rustic` commands, which a stash user does not have; they
+/// `rustic_core`'s repair hints name `rustic` commands, which a stash user does not have; they
 /// name the restic command doing the same instead.
 fn hints_for_stash(text: &str) -> String {
     text.replace(
@@ -205,7 +205,9 @@ fn verify_mixed_pack(
             (
                 b.tpe,
                 b.location.length,
-                b.location.uncompressed_length.map(std::num::NonZeroU32::get),
+                b.location
+                    .uncompressed_length
+                    .map(std::num::NonZeroU32::get),
                 *b.id,
             )
         })
@@ -216,11 +218,14 @@ fn verify_mixed_pack(
     Ok(())
 }
 
-/// The blobs restic's pack header lists: (type, length, uncompressed length, id) in pack order.
+/// One blob of a pack header: type, length, uncompressed length (when compressed), id.
+type HeaderEntry = (BlobType, u32, Option<u32>, Id);
+
+/// The blobs restic's pack header lists, in pack order.
 fn pack_header(
     cipher: &RepoCipher,
     data: &[u8],
-) -> Result<Vec<(BlobType, u32, Option<u32>, Id)>, String> {
+) -> Result<Vec<HeaderEntry>, String> {
     let corrupt = || "its header is truncated or corrupt".to_string();
     let len_at = data.len().checked_sub(4).ok_or_else(corrupt)?;
     let header_len = u32::from_le_bytes(data[len_at..].try_into().map_err(|_| corrupt())?) as usize;
@@ -235,7 +240,11 @@ fn pack_header(
     while let Some((&kind, tail)) = rest.split_first() {
         let u32_at = |bytes: &[u8], at: usize| -> Result<u32, String> {
             Ok(u32::from_le_bytes(
-                bytes.get(at..at + 4).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?,
+                bytes
+                    .get(at..at + 4)
+                    .ok_or_else(corrupt)?
+                    .try_into()
+                    .map_err(|_| corrupt())?,
             ))
         };
         let (tpe, compressed) = match kind {

@@ -245,7 +245,12 @@ mod tests {
         let index: IndexFile =
             serde_json::from_slice(&cipher.open_file(&rewritten).unwrap()).unwrap();
         assert_eq!(index.packs.len(), 2);
-        assert!(index.packs.iter().all(|p| p.blobs.iter().all(|b| b.tpe == p.blobs[0].tpe)));
+        assert!(
+            index
+                .packs
+                .iter()
+                .all(|p| p.blobs.iter().all(|b| b.tpe == p.blobs[0].tpe))
+        );
         let full = 50 + 60 + 70 + 3 * 37 + 32 + 4;
         assert!(index.packs.iter().all(|p| p.size == Some(full)));
         assert_eq!(compat.mixed_packs().len(), 1);
@@ -256,7 +261,10 @@ mod tests {
         let (compat, cipher) = compat();
         let legacy = r#"[{"id":"d9de8b0500000000000000000000000000000000000000000000000000000000","blobs":[
             {"id":"1100000000000000000000000000000000000000000000000000000000000000","type":"data","offset":0,"length":50}]}]"#;
-        let rewritten = compat.rewrite(&rustic_core::Id::default(), cipher.seal(legacy.as_bytes()).into());
+        let rewritten = compat.rewrite(
+            &rustic_core::Id::default(),
+            cipher.seal(legacy.as_bytes()).into(),
+        );
         let index: IndexFile =
             serde_json::from_slice(&cipher.open_file(&rewritten).unwrap()).unwrap();
         assert_eq!(index.packs.len(), 1);
@@ -268,6 +276,9 @@ mod tests {
         let (compat, cipher) = compat();
         let plain = r#"{"packs":[]}"#;
         let sealed: bytes::Bytes = cipher.seal(plain.as_bytes()).into();
-        assert_eq!(compat.rewrite(&rustic_core::Id::default(), sealed.clone()), sealed);
+        assert_eq!(
+            compat.rewrite(&rustic_core::Id::default(), sealed.clone()),
+            sealed
+        );
     }
 }

@@ -85,7 +85,7 @@ pub(super) fn unix_permissions(go_mode: u32) -> u32 {
 fn go_zero_time() -> filetime::FileTime {
     const GO_ZERO_UNIX_SECONDS: i64 = -62_135_596_800;
     #[allow(clippy::cast_possible_truncation)]
-    let wrapped = (GO_ZERO_UNIX_SECONDS as i128 * 1_000_000_000) as i64;
+    let wrapped = (i128::from(GO_ZERO_UNIX_SECONDS) * 1_000_000_000) as i64;
     filetime::FileTime::from_unix_time(
         wrapped.div_euclid(1_000_000_000),
         u32::try_from(wrapped.rem_euclid(1_000_000_000)).unwrap_or(0),
@@ -136,7 +136,10 @@ mod tests {
     #[test]
     fn an_absent_time_is_restored_as_restic_converts_gos_zero_time() {
         let t = go_zero_time();
-        assert_eq!((t.unix_seconds(), t.nanoseconds()), (-6_795_364_579, 128_654_848));
+        assert_eq!(
+            (t.unix_seconds(), t.nanoseconds()),
+            (-6_795_364_579, 128_654_848)
+        );
     }
 
     #[test]

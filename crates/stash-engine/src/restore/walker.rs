@@ -12,7 +12,9 @@ use rustic_core::repofile::{Metadata, Node, NodeType};
 use rustic_core::{IndexedFull, Repository, TreeId};
 
 use super::RestoreState;
-use super::files::{Special, apply_metadata, clear_non_dir, ensure_dir, ensure_parent, make_special};
+use super::files::{
+    Special, apply_metadata, clear_non_dir, ensure_dir, ensure_parent, make_special,
+};
 use super::plan::{Batch, FileInProgress, Piece, ReadJob, ReadPlan, plan_reads};
 use super::reader::finish_file;
 use crate::pattern::PatternSet;
