@@ -59,6 +59,8 @@ pub enum Command {
     Crd(crate::commands::crd::CrdArgs),
     /// Check Stash manifests offline: schema, semantics and obsolete shapes (exit 1 on any error).
     Validate(crate::commands::validate::ValidateArgs),
+    /// The `kubectl stash` plugin verbs (what the binary runs as when installed as `kubectl-stash`).
+    Kubectl(crate::commands::kubectl::KubectlArgs),
 }
 
 /// How much `stash` logs, and in which form.

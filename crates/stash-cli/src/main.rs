@@ -11,7 +11,7 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> std::process::ExitCode {
-    let opts = cli::Opts::parse();
+    let opts = cli::Opts::parse_from(commands::kubectl::args(std::env::args_os()));
     if let Err(err) = telemetry::init(&opts.log) {
         eprintln!("stash: error: {err:#}");
         return exit_code::ExitCode::Error.into();

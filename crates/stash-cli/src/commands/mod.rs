@@ -7,6 +7,7 @@ pub mod crd;
 pub mod create_backupsession;
 mod forget;
 mod init;
+pub mod kubectl;
 pub mod operator;
 mod prune;
 mod repo;
@@ -45,5 +46,6 @@ pub async fn dispatch(opts: Opts, cancel: &CancellationToken) -> anyhow::Result<
         Command::UpdateStatus(args) => update_status::run(&args, cancel).await,
         Command::Crd(args) => crd::run(&args),
         Command::Validate(args) => validate::run(&args, repo.json),
+        Command::Kubectl(args) => kubectl::run(args, repo.json, &control).await,
     }
 }
