@@ -172,7 +172,7 @@ async fn wait_for_deprecation_warning(client: &Client, ns: &str) -> String {
         },
     )
     .await;
-    let warning = wait_for(
+    wait_for(
         "a DeprecatedTarget Warning Event on BackupConfiguration rs-backup",
         TIMEOUT,
         || async {
@@ -191,8 +191,7 @@ async fn wait_for_deprecation_warning(client: &Client, ns: &str) -> String {
                 .ok_or_else(|| "no such Event yet".to_owned())
         },
     )
-    .await;
-    warning
+    .await
 }
 
 #[tokio::test]
