@@ -638,3 +638,24 @@ fn a_chmod_000_file_hardlinks_xattrs_fifos_and_devices_restore_as_restic_restore
         "a chmod 000 file stays locked"
     );
 }
+
+#[test]
+fn prune_refuses_a_repository_with_mixed_packs_and_leaves_it_whole() {
+    let fixture = fixtures("healthy")
+        .into_iter()
+        .find(|f| f.archive == "restic-repo-mixed.tar.gz")
+        .expect("restic-repo-mixed in fixtures.tsv");
+    let fx = Unpacked::new(&fixture);
+    let out = run_for(&mut fx.stash(&["prune"]), LIMIT).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && !panicked(&out) && stderr.contains("restic prune"),
+        "prune must refuse, naming the command that repacks mixed packs: {}",
+        describe_output(&out)
+    );
+    succeeds(&mut fx.restic(&["check", "--read-data"])).unwrap();
+    assert!(
+        read_like_restic(&fx).is_empty(),
+        "the repository is as before"
+    );
+}

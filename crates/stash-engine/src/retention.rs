@@ -153,9 +153,15 @@ impl Engine {
             // Delete unreferenced packs at once instead of after restic's two-phase grace period:
             // stash-rs holds an exclusive lock while pruning, like restic.
             let options = PruneOptions::default().instant_delete(true);
-            let plan = repo
-                .prune_plan(&options)
-                .map_err(|source| EngineError::PlanPrune(RusticCause::new(source)))?;
+            let plan = repo.prune_plan(&options);
+            // rustic_core plans each half of a mixed pack (see `index_compat`) on its own and
+            // could delete a pack whose other half is still in use; it fails on some of them.
+            if !op.index_compat.mixed_packs().is_empty() {
+                return Err(EngineError::MixedPacksPrune {
+                    location: engine.location().to_string(),
+                });
+            }
+            let plan = plan.map_err(|source| EngineError::PlanPrune(RusticCause::new(source)))?;
             let stats = &plan.stats;
             let report = PruneReport {
                 packs_removed: stats.packs_to_delete.remove,
@@ -164,13 +170,6 @@ impl Engine {
                 dry_run,
             };
             op.checkpoint()?;
-            if !op.index_compat.mixed_packs().is_empty() {
-                // rustic_core would plan each half of a mixed pack on its own and could delete a
-                // pack whose other half is still in use.
-                return Err(EngineError::MixedPacksPrune {
-                    location: engine.location().to_string(),
-                });
-            }
             if !dry_run {
                 repo.prune(&options, plan)
                     .map_err(|source| EngineError::Prune(RusticCause::new(source)))?;
