@@ -16,6 +16,7 @@ mod guides;
 mod helm_chart;
 mod job_model;
 mod job_runs_stash;
+mod kubectl_plugin;
 mod operator;
 mod operator_backup_configuration;
 mod operator_backup_session;
