@@ -273,9 +273,9 @@ mod tests {
     use super::{Pausable, Verb};
     use crate::cli::{Command, Opts};
 
-    fn parse(argv: &[&str]) -> super::KubectlArgs {
-        let argv = super::args(argv.iter().map(OsString::from));
-        match Opts::try_parse_from(argv).expect("parses").command {
+    fn parse(command_line: &[&str]) -> super::KubectlArgs {
+        let parsed = super::args(command_line.iter().map(OsString::from));
+        match Opts::try_parse_from(parsed).expect("parses").command {
             Command::Kubectl(args) => args,
             other => panic!("not the plugin: {other:?}"),
         }
