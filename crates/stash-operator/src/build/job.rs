@@ -663,6 +663,25 @@ pub fn restore_job(
     }))
 }
 
+/// `<prefix>-<invoker-namespace>-<invoker>`: the Role (and its binding) of a Job executor that reads one
+/// Repository, in the Repository's namespace.
+fn job_repository_access_name(prefix: &str, namespace: &str, invoker_name: &str) -> String {
+    valid_name_with_prefix_and_suffix(prefix, namespace, invoker_name, MAX_NAME_LENGTH)
+}
+
+const RESTORE_JOB_REPOSITORY_ACCESS_PREFIX: &str = "stash-restore-job-repository";
+
+/// The name of the Repository Role and RoleBinding of RestoreSession `namespace/name`'s restore Job. In
+/// another namespace than the RestoreSession they cannot be owned by it, so its finalizer deletes them.
+#[must_use]
+pub fn restore_job_repository_access_name(namespace: &str, restore_session: &str) -> String {
+    job_repository_access_name(
+        RESTORE_JOB_REPOSITORY_ACCESS_PREFIX,
+        namespace,
+        restore_session,
+    )
+}
+
 /// One Job executor's RBAC: its ServiceAccount (unless the user names one), `cluster_role` bound to it,
 /// and the Role reading exactly one Repository and its Secret.
 struct JobRbacParts<'a> {
@@ -717,8 +736,7 @@ fn job_rbac(parts: JobRbacParts<'_>) -> ExecutorRbac {
         .namespace
         .as_deref()
         .unwrap_or(namespace);
-    let access_name =
-        valid_name_with_prefix_and_suffix(access_prefix, namespace, invoker_name, MAX_NAME_LENGTH);
+    let access_name = job_repository_access_name(access_prefix, namespace, invoker_name);
     let access_meta = rbac_meta(
         access_name.clone(),
         repository_namespace,
@@ -803,7 +821,7 @@ pub fn restore_job_rbac(
             restore_service_account_name(invoker.name()),
         ),
         cluster_role: restore_init_container_cluster_role(),
-        access_prefix: "stash-restore-job-repository",
+        access_prefix: RESTORE_JOB_REPOSITORY_ACCESS_PREFIX,
         invoker_name: invoker.name(),
         component: labels::COMPONENT_RESTORE,
         repository,

@@ -228,15 +228,16 @@ const SIDECAR_REPOSITORY_ACCESS_PREFIX: &str = "stash-sidecar-repository";
 
 /// `<prefix>-<workload-namespace>-<lowercase-kind>-<workload-name>`: the Role (and its binding) that reads
 /// one Repository, in the Repository's namespace, so it carries the workload's namespace too.
-fn repository_access_name(prefix: &str, workload: &Workload) -> String {
+fn repository_access_name(
+    prefix: &str,
+    kind: WorkloadKind,
+    workload_namespace: &str,
+    workload_name: &str,
+) -> String {
     valid_name_with_prefix_and_suffix(
         prefix,
-        &format!(
-            "{}-{}",
-            workload.namespace().unwrap_or_default(),
-            workload.kind().lowercase()
-        ),
-        workload.name(),
+        &format!("{workload_namespace}-{}", kind.lowercase()),
+        workload_name,
         MAX_NAME_LENGTH,
     )
 }
@@ -249,7 +250,31 @@ fn repository_access_name(prefix: &str, workload: &Workload) -> String {
 pub fn sidecar_rbac_names(workload: &Workload) -> (String, String) {
     (
         sidecar_role_binding_name(workload.kind(), workload.name()),
-        repository_access_name(SIDECAR_REPOSITORY_ACCESS_PREFIX, workload),
+        repository_access_name(
+            SIDECAR_REPOSITORY_ACCESS_PREFIX,
+            workload.kind(),
+            workload.namespace().unwrap_or_default(),
+            workload.name(),
+        ),
+    )
+}
+
+const RESTORE_REPOSITORY_ACCESS_PREFIX: &str = "stash-restore-repository";
+
+/// The names [`restore_init_container_rbac`] gives its objects for the workload `kind`
+/// `namespace/name`: the `stash-restore-init-container` RoleBinding (in the workload's namespace) and the
+/// Repository Role and RoleBinding (one name, in the Repository's namespace). Like the sidecar's they
+/// depend on the workload alone, so every RestoreSession of the workload shares them (and no
+/// BackupConfiguration does: its objects are `stash-sidecar-…`).
+#[must_use]
+pub fn restore_init_container_rbac_names(
+    kind: WorkloadKind,
+    namespace: &str,
+    name: &str,
+) -> (String, String) {
+    (
+        restore_init_container_role_binding_name(kind, name),
+        repository_access_name(RESTORE_REPOSITORY_ACCESS_PREFIX, kind, namespace, name),
     )
 }
 
@@ -331,7 +356,12 @@ fn in_pod_executor_rbac(
         .namespace
         .as_deref()
         .unwrap_or(workload_namespace);
-    let access_name = repository_access_name(repository_prefix, workload);
+    let access_name = repository_access_name(
+        repository_prefix,
+        workload.kind(),
+        workload_namespace,
+        workload.name(),
+    );
     let access_owner = (repository_namespace == workload_namespace).then_some(owner);
     let access_meta = rbac_meta(
         access_name.clone(),
@@ -414,7 +444,7 @@ pub fn restore_init_container_rbac(
         repository,
         restore_init_container_cluster_role(),
         restore_init_container_role_binding_name(workload.kind(), workload.name()),
-        "stash-restore-repository",
+        RESTORE_REPOSITORY_ACCESS_PREFIX,
         labels::COMPONENT_RESTORE,
         &[
             named_rule(labels::GROUP, "repositories", repo, &["get"]),

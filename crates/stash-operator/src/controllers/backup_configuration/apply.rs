@@ -290,22 +290,34 @@ pub async fn delete_sidecar_rbac(
     workload: &Workload,
     repository_namespace: &str,
 ) -> Result<(), ApplyError> {
-    let namespace = workload.namespace().unwrap_or_default();
     let (binding, access) = sidecar_rbac_names(workload);
-    let bindings = |ns: &str| Api::<RoleBinding>::namespaced(client.clone(), ns);
-    delete_ignoring_absent(&bindings(namespace), &binding, "RoleBinding", namespace).await?;
+    let namespace = workload.namespace().unwrap_or_default();
+    delete_role_binding(client, namespace, &binding).await?;
+    delete_repository_access(client, repository_namespace, &access).await
+}
+
+/// Deletes RoleBinding `namespace/name`, if it exists.
+pub async fn delete_role_binding(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<(), ApplyError> {
+    let bindings = Api::<RoleBinding>::namespaced(client.clone(), namespace);
+    delete_ignoring_absent(&bindings, name, "RoleBinding", namespace).await
+}
+
+/// Deletes the Repository Role `namespace/name` and its RoleBinding of the same name, if they exist.
+pub async fn delete_repository_access(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<(), ApplyError> {
+    delete_role_binding(client, namespace, name).await?;
     delete_ignoring_absent(
-        &bindings(repository_namespace),
-        &access,
-        "RoleBinding",
-        repository_namespace,
-    )
-    .await?;
-    delete_ignoring_absent(
-        &Api::<Role>::namespaced(client.clone(), repository_namespace),
-        &access,
+        &Api::<Role>::namespaced(client.clone(), namespace),
+        name,
         "Role",
-        repository_namespace,
+        namespace,
     )
     .await
 }

@@ -71,8 +71,19 @@ pub fn needed_by_another(
     workload: &Workload,
     all: &[Arc<BackupConfiguration>],
 ) -> bool {
+    another_needs(bc, all, |other| still_targets(other, workload))
+}
+
+/// Whether an object of `all` other than `leaving` (told apart by uid) `needs` what `leaving` would
+/// delete: the RBAC objects the operator names after a workload are shared by every invoker of it.
+#[must_use]
+pub fn another_needs<K: ResourceExt>(
+    leaving: &K,
+    all: &[Arc<K>],
+    needs: impl Fn(&K) -> bool,
+) -> bool {
     all.iter()
-        .any(|other| other.uid() != bc.uid() && still_targets(other, workload))
+        .any(|other| other.uid() != leaving.uid() && needs(other))
 }
 
 /// The namespaces a workload recording `bc` can be in: its own and its target's (v0.20+ targets may name

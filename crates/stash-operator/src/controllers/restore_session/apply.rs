@@ -36,6 +36,12 @@ pub enum ApplyError {
         #[source]
         source: kube::Error,
     },
+    #[error("failed to restart the pods of {workload} that do not run its current pod template")]
+    RestartPods {
+        workload: String,
+        #[source]
+        source: crate::controllers::backup_configuration::apply::ApplyError,
+    },
 }
 
 fn params() -> PatchParams {
@@ -123,6 +129,18 @@ pub async fn update_workload(
     })
 }
 
+/// Deletes the pods of a standalone ReplicaSet that do not match its pod template (it never replaces a
+/// running pod itself), so `stash-init` runs in (or leaves) every pod; other kinds roll by themselves.
+pub async fn restart_stale_pods(client: &Client, workload: &Workload) -> Result<(), ApplyError> {
+    crate::controllers::backup_configuration::apply::restart_stale_pods(client, workload)
+        .await
+        .map(drop)
+        .map_err(|source| ApplyError::RestartPods {
+            workload: workload.to_string(),
+            source,
+        })
+}
+
 /// Stage 4 of the pipeline: RBAC before the init-container that runs under it. Returns whether the
 /// workload was written.
 pub async fn apply(client: &Client, resources: &Resources) -> Result<bool, ApplyError> {
@@ -131,6 +149,7 @@ pub async fn apply(client: &Client, resources: &Resources) -> Result<bool, Apply
         return Ok(false);
     }
     update_workload(client, &resources.workload, "injecting").await?;
+    restart_stale_pods(client, &resources.workload).await?;
     Ok(true)
 }
 

@@ -2,14 +2,13 @@
 //! own), the Repository's storage Secret and the target workload. Absent objects are `None`; only failed
 //! reads are errors.
 
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::{Client, ResourceExt};
 use stash_api::v1alpha1::Repository;
 use stash_api::v1beta1::RestoreSession;
 
-use crate::controllers::backup_configuration::dereference::storage_secret_name;
+use crate::controllers::backup_configuration::dereference::{get_workload, storage_secret_name};
 use crate::invoker::RestoreInvoker;
 use crate::workload::{APPS_V1, Workload, WorkloadKind};
 
@@ -18,7 +17,7 @@ use crate::workload::{APPS_V1, Workload, WorkloadKind};
 pub struct Dereferenced {
     pub repository: Option<Repository>,
     pub secret: Option<Secret>,
-    /// The target, when it is a Deployment, StatefulSet or DaemonSet of `apps/v1` that exists.
+    /// The target, when it is a Deployment, StatefulSet, DaemonSet or ReplicaSet of `apps/v1` that exists.
     pub workload: Option<Workload>,
 }
 
@@ -76,29 +75,6 @@ pub fn workload_key(rs: &RestoreSession) -> Option<(WorkloadKind, String, String
         info.target_namespace().to_owned(),
         reference.name.clone(),
     ))
-}
-
-async fn get_workload(
-    client: &Client,
-    kind: WorkloadKind,
-    namespace: &str,
-    name: &str,
-) -> Result<Option<Workload>, kube::Error> {
-    Ok(match kind {
-        WorkloadKind::Deployment => Api::<Deployment>::namespaced(client.clone(), namespace)
-            .get_opt(name)
-            .await?
-            .map(Workload::from),
-        WorkloadKind::StatefulSet => Api::<StatefulSet>::namespaced(client.clone(), namespace)
-            .get_opt(name)
-            .await?
-            .map(Workload::from),
-        WorkloadKind::DaemonSet => Api::<DaemonSet>::namespaced(client.clone(), namespace)
-            .get_opt(name)
-            .await?
-            .map(Workload::from),
-        WorkloadKind::ReplicaSet => None,
-    })
 }
 
 /// Reads the target workload named by `rs`, if it names one.

@@ -13,6 +13,7 @@ pub mod completion;
 pub mod dereference;
 pub mod job;
 pub mod metrics;
+pub mod release;
 pub mod status;
 pub mod validate;
 
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use jiff::Timestamp;
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
@@ -38,7 +39,7 @@ use stash_api::v1beta1::RestoreSession;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
-use self::apply::{ApplyError, injected_for, update_workload};
+use self::apply::{ApplyError, injected_for, restart_stale_pods, update_workload};
 use self::build::BuildError;
 use self::completion::{Completion, HostCounts};
 use self::dereference::{DereferenceError, read_workload, repository_key, workload_key};
@@ -94,6 +95,8 @@ pub enum ReconcileError {
     Finalizer { message: String },
     #[error(transparent)]
     Job(#[from] crate::controllers::backup_session::job::JobError),
+    #[error(transparent)]
+    Release(#[from] release::ReleaseError),
 }
 
 impl ReconcileError {
@@ -110,6 +113,7 @@ impl ReconcileError {
             Self::RemoveFinalizer { .. } => "RemoveFinalizerFailed",
             Self::Finalizer { .. } => "FinalizerFailed",
             Self::Job(_) => "RestoreJobFailed",
+            Self::Release(_) => "ReleaseFailed",
         }
     }
 
@@ -346,6 +350,7 @@ async fn track_hosts(
 fn kube_error_message(err: &ApplyError) -> Option<&str> {
     let source = match err {
         ApplyError::Apply { source, .. } | ApplyError::UpdateWorkload { source, .. } => source,
+        ApplyError::RestartPods { .. } => return None,
     };
     match source {
         kube::Error::Api(status) => Some(status.message.as_str()),
@@ -396,14 +401,20 @@ fn final_event(
 }
 
 /// Deletion (§6.2): `stash-init` and the restore annotations leave the workload, if they are this
-/// RestoreSession's.
+/// RestoreSession's (a standalone ReplicaSet's pods that still run it are restarted), and the RBAC it
+/// created goes unless another RestoreSession of the workload still needs it ([`release`]).
 async fn cleanup(rs: Arc<RestoreSession>, ctx: &Context) -> Result<Action, ReconcileError> {
     if let Some(mut workload) = read_workload(&ctx.client, &rs).await?
         && injected_for(&workload, &rs)
     {
         remove_init_container_from_workload(&mut workload, &ctx.settings);
         update_workload(&ctx.client, &workload, "removing").await?;
+        restart_stale_pods(&ctx.client, &workload).await?;
         info!(target = %workload, "removed the stash-init init-container");
+    }
+    let deleted = release::release_rbac(&ctx.client, &rs).await?;
+    if !deleted.is_empty() {
+        info!(objects = %deleted.join(", "), "deleted the RBAC of the RestoreSession");
     }
     ctx.reset_backoff(&key(&rs));
     Ok(Action::await_change())
@@ -469,8 +480,8 @@ pub async fn run(
     let by_repository = store.clone();
     let by_secret = store.clone();
     let secret_repositories = repositories.clone();
-    let (by_deployment, by_statefulset, by_daemonset) =
-        (store.clone(), store.clone(), store.clone());
+    let (by_deployment, by_statefulset, by_daemonset, by_replicaset) =
+        (store.clone(), store.clone(), store.clone(), store.clone());
     let controller = controller
         .watches(
             api::<Repository>(&client, ns),
@@ -502,8 +513,13 @@ pub async fn run(
         .watches(api::<StatefulSet>(&client, ns), config.clone(), move |w| {
             targeting(&by_statefulset, &Workload::from(w))
         })
-        .watches(api::<DaemonSet>(&client, ns), config, move |w| {
+        .watches(api::<DaemonSet>(&client, ns), config.clone(), move |w| {
             targeting(&by_daemonset, &Workload::from(w))
+        })
+        // Standalone ReplicaSets are Stash v0.9-v0.17 targets; one a Deployment manages is named only by
+        // a RestoreSession that is refused, and goes on when the ReplicaSet changes.
+        .watches(api::<ReplicaSet>(&client, ns), config, move |w| {
+            targeting(&by_replicaset, &Workload::from(w))
         })
         .graceful_shutdown_on(shutdown.clone().cancelled_owned());
 

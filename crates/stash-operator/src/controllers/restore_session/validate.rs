@@ -59,6 +59,14 @@ pub enum ValidateError {
         "{invoker}: {target} is restored by a restore Job (the job model of §8.1: a task, a VolumeSnapshotter or a target that is not a Deployment, StatefulSet or DaemonSet of apps/v1), which this operator does not run; restore into a Deployment, StatefulSet or DaemonSet"
     )]
     JobModelUnsupported { invoker: String, target: String },
+    #[error(
+        "{invoker}: {workload} is managed by Deployment `{deployment}`, and a ReplicaSet a Deployment manages is never injected (its pod template is the Deployment's); set spec.target.ref to `apiVersion: apps/v1, kind: Deployment, name: {deployment}`"
+    )]
+    TargetManagedByDeployment {
+        invoker: String,
+        workload: String,
+        deployment: String,
+    },
 }
 
 impl ValidateError {
@@ -73,6 +81,7 @@ impl ValidateError {
             Self::SecretKeyMissing { .. } => "SecretKeyMissing",
             Self::TargetNotFound { .. } => "TargetNotFound",
             Self::JobModelUnsupported { .. } => "JobModelUnsupported",
+            Self::TargetManagedByDeployment { .. } => "TargetManagedByDeployment",
         }
     }
 
@@ -82,7 +91,9 @@ impl ValidateError {
     pub fn retryable(&self) -> bool {
         !matches!(
             self,
-            Self::Invalid { .. } | Self::JobModelUnsupported { .. }
+            Self::Invalid { .. }
+                | Self::JobModelUnsupported { .. }
+                | Self::TargetManagedByDeployment { .. }
         )
     }
 
@@ -95,7 +106,9 @@ impl ValidateError {
             Self::MissingStorageSecretName { .. }
             | Self::SecretNotFound { .. }
             | Self::SecretKeyMissing { .. } => ConditionType::BackendSecretFound,
-            Self::TargetNotFound { .. } => ConditionType::RestoreTargetFound,
+            Self::TargetNotFound { .. } | Self::TargetManagedByDeployment { .. } => {
+                ConditionType::RestoreTargetFound
+            }
             Self::JobModelUnsupported { .. } => ConditionType::RestoreExecutorEnsured,
         }
     }
@@ -196,6 +209,22 @@ pub fn validate<'a>(
                 kind: kind.to_string(),
                 namespace,
                 name,
+            });
+        }
+        (Some(_), _)
+            if let Some(deployment) = deref
+                .workload
+                .as_ref()
+                .and_then(Workload::managing_deployment) =>
+        {
+            problems.push(ValidateError::TargetManagedByDeployment {
+                invoker: invoker.clone(),
+                workload: deref
+                    .workload
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                deployment: deployment.to_owned(),
             });
         }
         (_, Some(reference)) if !init_container_model => {
@@ -381,6 +410,61 @@ mod tests {
             ]
         );
         let errors = validate(&rs, &deref).unwrap_err();
+        assert!(
+            errors
+                .for_condition(ConditionType::RestoreTargetFound)
+                .is_some()
+        );
+    }
+
+    /// The RestoreSession example retargeted at ReplicaSet `stash-recovered` (a Stash v0.17 manifest),
+    /// with that ReplicaSet, owned by Deployment `owner` if given.
+    fn replica_set_target(owner: Option<&str>) -> (RestoreSession, Dereferenced) {
+        let mut rs = restore_session();
+        rs.spec
+            .target
+            .as_mut()
+            .unwrap()
+            .reference
+            .as_mut()
+            .unwrap()
+            .kind = "ReplicaSet".to_owned();
+        let mut yaml: serde_json::Value = deployment().to_value();
+        yaml["kind"] = "ReplicaSet".into();
+        if let Some(owner) = owner {
+            yaml["metadata"]["ownerReferences"] = serde_json::json!([{
+                "apiVersion": "apps/v1", "kind": "Deployment", "name": owner, "uid": "d", "controller": true
+            }]);
+        }
+        let workload = Workload::from_yaml(&serde_json::to_string(&yaml).unwrap()).unwrap();
+        let deref = Dereferenced {
+            workload: Some(workload),
+            ..everything()
+        };
+        (rs, deref)
+    }
+
+    #[test]
+    fn a_standalone_replicaset_target_is_restored_by_the_init_container_like_a_deployment() {
+        let (rs, deref) = replica_set_target(None);
+        let valid = validate(&rs, &deref).unwrap();
+        assert_eq!(
+            valid.workload.to_string(),
+            "ReplicaSet demo/stash-recovered"
+        );
+        assert_eq!(super::super::build::total_hosts(valid.workload), 1);
+    }
+
+    #[test]
+    fn a_replicaset_a_deployment_manages_is_refused_naming_the_deployment() {
+        let (rs, deref) = replica_set_target(Some("web"));
+        let errors = validate(&rs, &deref).unwrap_err();
+        assert_eq!(
+            errors.to_string(),
+            "RestoreSession demo/deployment-restore: ReplicaSet demo/stash-recovered is managed by Deployment `web`, and a ReplicaSet a Deployment manages is never injected (its pod template is the Deployment's); set spec.target.ref to `apiVersion: apps/v1, kind: Deployment, name: web`"
+        );
+        assert_eq!(errors.reason(), "TargetManagedByDeployment");
+        assert!(!errors.retryable());
         assert!(
             errors
                 .for_condition(ConditionType::RestoreTargetFound)
