@@ -23,6 +23,7 @@ mod operator_backup_session;
 mod operator_binary;
 mod operator_faults;
 mod operator_replicaset;
+mod operator_restore_cleanup;
 mod operator_restore_session;
 mod operator_retarget;
 mod operator_validating_webhook;
