@@ -168,6 +168,9 @@ async fn the_repository_verbs_list_download_check_and_unlock_a_restic_repository
         namespace: ns.name().to_owned(),
     };
 
+    let version = String::from_utf8(plugin.run(&["version"]).stdout).unwrap();
+    assert!(version.starts_with("kubectl-stash "), "{version}");
+
     // snapshots: what Debian's restic lists, as JSON and as restic's table.
     let expected = snapshot_ids(&checked({
         let mut c = restic(&repo);
