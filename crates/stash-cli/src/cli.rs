@@ -42,6 +42,8 @@ pub enum Command {
     Unlock(UnlockArgs),
     /// Show repository size and snapshot count.
     Stats(StatsArgs),
+    /// Repair the index or damaged snapshots.
+    Repair(crate::commands::repair::RepairArgs),
     /// Run the operator: controllers, webhooks, metrics (Stash's chart calls it `run`).
     #[command(alias = "run")]
     Operator(crate::commands::operator::OperatorArgs),

@@ -153,14 +153,11 @@ fn mixed_pack_artifact(mixed: &BTreeMap<Id, IndexPack>, finding: &str) -> bool {
 }
 
 /// `rustic_core`'s repair hints name `rustic` commands, which a stash user does not have; they
-/// name the restic command doing the same instead.
+/// name the stash command doing the same instead.
 fn hints_for_stash(text: &str) -> String {
-    text.replace(
-        "'rustic repair index'",
-        "`restic repair index` (`restic rebuild-index` before restic 0.16)",
-    )
-    .replace("'rustic repair snapshots'", "`restic repair snapshots`")
-    .replace("'rustic ", "'restic ")
+    text.replace("'rustic repair index'", "`stash repair index`")
+        .replace("'rustic repair snapshots'", "`stash repair snapshots`")
+        .replace("'rustic ", "'stash ")
 }
 
 /// A mixed pack checked as restic checks any pack: its id is the hash of its bytes, every blob

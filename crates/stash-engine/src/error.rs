@@ -58,6 +58,11 @@ pub enum EngineError {
     MixedPacksPrune { location: String },
 
     #[error(
+        "repository `{location}` has packs holding both tree and data blobs (written by restic before 0.12); stash reads them but cannot yet write index entries restic reads for them: run `restic repair index` instead"
+    )]
+    MixedPacksRepairIndex { location: String },
+
+    #[error(
         "no repository password given: set RESTIC_PASSWORD, RESTIC_PASSWORD_FILE or pass --password-file"
     )]
     MissingPassword,
@@ -184,6 +189,12 @@ pub enum EngineError {
     #[error("failed to prune the repository")]
     Prune(#[source] RusticCause),
 
+    #[error("failed to repair the index")]
+    RepairIndex(#[source] RusticCause),
+
+    #[error("failed to repair the snapshots")]
+    RepairSnapshots(#[source] RusticCause),
+
     #[error(
         "unable to take {kind} lock: the repository is already locked with {holder}; wait for it to finish (or pass --retry-lock), and if that process is gone run `stash unlock`",
         kind = if *.exclusive { "an exclusive" } else { "a shared" }
@@ -223,7 +234,9 @@ impl EngineError {
             | Self::ApplyRetention(source)
             | Self::RemoveSnapshots(source)
             | Self::PlanPrune(source)
-            | Self::Prune(source) => source.retry(),
+            | Self::Prune(source)
+            | Self::RepairIndex(source)
+            | Self::RepairSnapshots(source) => source.retry(),
             // A backend that does not answer looks like a missing repository; only a clean
             // "there is no config file" is certain.
             Self::RepositoryNotFound {
@@ -240,6 +253,7 @@ impl EngineError {
             | Self::WrongPassword { .. }
             | Self::LegacyLayout { .. }
             | Self::MixedPacksPrune { .. }
+            | Self::MixedPacksRepairIndex { .. }
             | Self::MissingPassword
             | Self::ReadPasswordFile { .. }
             | Self::WriteKeyFile { .. }

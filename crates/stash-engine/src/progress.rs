@@ -26,6 +26,7 @@ pub enum Operation {
     Check,
     Unlock,
     Stats,
+    Repair,
 }
 
 /// A point-in-time view of an operation, as a progress bar or a session status shows it.

@@ -474,6 +474,7 @@ impl Operation {
             Self::Check => "check",
             Self::Unlock => "unlock",
             Self::Stats => "stats",
+            Self::Repair => "repair",
         }
     }
 }

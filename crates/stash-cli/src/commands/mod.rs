@@ -10,6 +10,7 @@ mod init;
 pub mod kubectl;
 pub mod operator;
 mod prune;
+pub mod repair;
 mod repo;
 mod restore;
 pub mod restore_pvc;
@@ -38,6 +39,7 @@ pub async fn dispatch(opts: Opts, cancel: &CancellationToken) -> anyhow::Result<
         Command::Check(args) => check::run(repo, &args, &control).await,
         Command::Unlock(args) => unlock::run(repo, &args, &control).await,
         Command::Stats(args) => stats::run(repo, &args, &control).await,
+        Command::Repair(args) => repair::run(repo, &args, &control).await,
         Command::Operator(args) => operator::run(&args, cancel).await,
         Command::CreateBackupsession(args) => create_backupsession::run(&args).await,
         Command::RunBackup(args) => run_backup::run(&args, cancel).await,
