@@ -56,17 +56,29 @@ impl LockInfo {
     }
 
     fn is_stale(&self) -> bool {
-        let age = self
-            .time
-            .parse::<jiff::Timestamp>()
-            .ok()
-            .and_then(|t| jiff::Timestamp::now().duration_since(t).try_into().ok())
+        self.is_stale_for(&Observer::this_process())
+    }
+
+    /// Stale when not refreshed for 30 minutes, or when it names this host and a process that
+    /// cannot be its owner: one that is gone, or this very process if the lock is older than it.
+    /// The second case is a restarted container: it has the pod's hostname and PID 1 again, so
+    /// "is PID 1 alive" says yes about the dead run's lock, which would block every session for
+    /// 30 minutes.
+    fn is_stale_for(&self, observer: &Observer) -> bool {
+        let written = self.time.parse::<jiff::Timestamp>().ok();
+        let age = written
+            .and_then(|t| observer.now.duration_since(t).try_into().ok())
             .unwrap_or(Duration::MAX);
         if age > STALE_AFTER {
             return true;
         }
-        self.hostname == hostname()
-            && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+        if self.hostname != observer.hostname {
+            return false;
+        }
+        if self.pid == observer.pid {
+            return matches!((written, observer.started), (Some(w), Some(s)) if w < s);
+        }
+        !(observer.process_exists)(self.pid)
     }
 
     fn describe(&self) -> String {
@@ -83,6 +95,56 @@ impl LockInfo {
             self.time
         )
     }
+}
+
+/// What a process knows when it judges a lock.
+struct Observer {
+    now: jiff::Timestamp,
+    hostname: String,
+    pid: u32,
+    /// When this process started; `None` when /proc does not say.
+    started: Option<jiff::Timestamp>,
+    process_exists: fn(u32) -> bool,
+}
+
+impl Observer {
+    fn this_process() -> Self {
+        Self {
+            now: jiff::Timestamp::now(),
+            hostname: hostname(),
+            pid: std::process::id(),
+            started: process_start(),
+            process_exists: |pid| std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        }
+    }
+}
+
+/// This process's start time: `starttime` of /proc/self/stat (clock ticks after boot) plus the
+/// boot time `btime` of /proc/stat. Rounded down to a tick, so a lock written in our first tick
+/// counts as ours (the safe side).
+fn process_start() -> Option<jiff::Timestamp> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name may hold spaces and parentheses; the fields after its last `)` start at
+    // field 3 (state), so `starttime` (field 22) is the 20th of them.
+    let ticks: i64 = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()?;
+    let boot: i64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    let per_second = i64::try_from(rustix::param::clock_ticks_per_second()).ok()?;
+    let nanos = boot
+        .checked_mul(1_000_000_000)?
+        .checked_add(ticks.checked_mul(1_000_000_000)? / per_second)?;
+    jiff::Timestamp::from_nanosecond(i128::from(nanos)).ok()
 }
 
 fn hostname() -> String {
@@ -339,4 +401,68 @@ pub(crate) fn unlock(
         }
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lock_at(time: &str, hostname: &str, pid: u32) -> LockInfo {
+        LockInfo {
+            time: time.to_owned(),
+            exclusive: false,
+            hostname: hostname.to_owned(),
+            username: String::new(),
+            pid,
+            uid: 0,
+            gid: 0,
+        }
+    }
+
+    /// A restarted sidecar: host `app-0`, PID 1, started at 12:00:10, every other PID alive.
+    fn restarted_container() -> Observer {
+        Observer {
+            now: "2026-12-01T12:01:00Z".parse().unwrap(),
+            hostname: "app-0".to_owned(),
+            pid: 1,
+            started: Some("2026-12-01T12:00:10Z".parse().unwrap()),
+            process_exists: |_| true,
+        }
+    }
+
+    #[test]
+    fn the_lock_of_a_dead_run_with_our_hostname_and_pid_1_is_stale_after_the_container_restarts() {
+        let dead_run = lock_at("2026-12-01T12:00:00Z", "app-0", 1);
+        assert!(dead_run.is_stale_for(&restarted_container()));
+    }
+
+    #[test]
+    fn a_lock_this_process_wrote_is_not_stale() {
+        let ours = lock_at("2026-12-01T12:00:30Z", "app-0", 1);
+        assert!(!ours.is_stale_for(&restarted_container()));
+    }
+
+    #[test]
+    fn a_lock_of_another_live_process_or_host_is_not_stale_until_30_minutes_pass() {
+        let observer = restarted_container();
+        assert!(!lock_at("2026-12-01T12:00:00Z", "app-0", 7).is_stale_for(&observer));
+        assert!(!lock_at("2026-12-01T12:00:00Z", "app-1", 1).is_stale_for(&observer));
+        assert!(lock_at("2026-12-01T11:30:00Z", "app-1", 1).is_stale_for(&observer));
+    }
+
+    #[test]
+    fn a_lock_of_a_gone_process_on_this_host_is_stale() {
+        let observer = Observer {
+            process_exists: |_| false,
+            ..restarted_container()
+        };
+        assert!(lock_at("2026-12-01T12:00:30Z", "app-0", 7).is_stale_for(&observer));
+    }
+
+    #[test]
+    fn this_process_knows_when_it_started() {
+        let started = process_start().expect("/proc tells the start time");
+        let now = jiff::Timestamp::now();
+        assert!(started <= now, "{started} is after {now}");
+    }
 }
