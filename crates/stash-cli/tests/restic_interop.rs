@@ -45,7 +45,10 @@ fn restic_lists_checks_and_restores_what_stash_wrote() {
 
 /// Backs `source` up with stash, then has restic read every byte back (`check --read-data`)
 /// and restore it; the restored tree must equal the source. Returns the backup's JSON.
-fn restic_checks_and_restores_a_stash_backup_of(s: &Scratch, source: &std::path::Path) -> serde_json::Value {
+fn restic_checks_and_restores_a_stash_backup_of(
+    s: &Scratch,
+    source: &std::path::Path,
+) -> serde_json::Value {
     let repo = s.path("repo");
     ok(s.stash().arg("init").arg("-r").arg(&repo));
     let backup = json(&ok(s
@@ -79,7 +82,8 @@ fn restic_checks_and_restores_what_stash_wrote_of_many_small_files() {
         let len = 100 + usize::try_from(seed * 7919 % 3997).unwrap();
         let mut data = tree::pseudo_random(seed, len);
         if seed % 3 != 0 {
-            data.iter_mut().for_each(|b| *b = b"etaoin shrdlu\n"[usize::from(*b) % 14]);
+            data.iter_mut()
+                .for_each(|b| *b = b"etaoin shrdlu\n"[usize::from(*b) % 14]);
         }
         tree::write(
             &source.join(format!("n{}/n{}/n{}/t{i:05}", i % 6, i / 6 % 6, i / 36 % 6)),
