@@ -43,6 +43,78 @@ fn restic_lists_checks_and_restores_what_stash_wrote() {
     tree::assert_same(&source, &restored(&target, &source));
 }
 
+/// Backs `source` up with stash, then has restic read every byte back (`check --read-data`)
+/// and restore it; the restored tree must equal the source. Returns the backup's JSON.
+fn restic_checks_and_restores_a_stash_backup_of(
+    s: &Scratch,
+    source: &std::path::Path,
+) -> serde_json::Value {
+    let repo = s.path("repo");
+    ok(s.stash().arg("init").arg("-r").arg(&repo));
+    let backup = json(&ok(s
+        .stash()
+        .arg("-r")
+        .arg(&repo)
+        .args(["backup", "--json"])
+        .arg(source)));
+    ok(s.restic()
+        .arg("-r")
+        .arg(&repo)
+        .args(["check", "--read-data"]));
+    let target = s.path("by-restic");
+    ok(s.restic()
+        .arg("-r")
+        .arg(&repo)
+        .args(["restore", "latest", "--target"])
+        .arg(&target));
+    tree::assert_same(source, &restored(&target, source));
+    backup
+}
+
+#[test]
+fn restic_checks_and_restores_what_stash_wrote_of_many_small_files() {
+    let s = Scratch::new();
+    let source = s.path("source");
+    // The shape of bench dataset (b), scaled down: 100 B - 4 KiB, two thirds compressible,
+    // in a tree 3 levels deep; the last 100 files repeat the first 100 (deduplicated blobs).
+    for i in 0..5_000u64 {
+        let seed = i % 4_900;
+        let len = 100 + usize::try_from(seed * 7919 % 3997).unwrap();
+        let mut data = tree::pseudo_random(seed, len);
+        if seed % 3 != 0 {
+            data.iter_mut()
+                .for_each(|b| *b = b"etaoin shrdlu\n"[usize::from(*b) % 14]);
+        }
+        tree::write(
+            &source.join(format!("n{}/n{}/n{}/t{i:05}", i % 6, i / 6 % 6, i / 36 % 6)),
+            &data,
+        );
+    }
+    tree::set_mtimes(&source, 1_700_000_000);
+    let backup = restic_checks_and_restores_a_stash_backup_of(&s, &source);
+    assert_eq!(backup["files_new"], 5_000);
+    assert!(backup["unreadable"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn restic_checks_and_restores_what_stash_wrote_of_100_000_empty_files() {
+    let s = Scratch::new();
+    let source = s.path("source");
+    for d in 0..100 {
+        let dir = source.join(format!("d{d:02}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..1_000 {
+            std::fs::File::create(dir.join(format!("e{f:03}"))).unwrap();
+        }
+    }
+    let backup = restic_checks_and_restores_a_stash_backup_of(&s, &source);
+    assert_eq!(backup["files_new"], 100_000);
+    assert!(
+        backup["data_added_packed"].as_u64().unwrap() < 8 * 1024 * 1024,
+        "empty files add tree blobs only: {backup}"
+    );
+}
+
 fn restic_writes_and_stash_restores(version: &str) {
     let s = Scratch::new();
     let (repo, source) = (s.path("repo"), s.path("source"));

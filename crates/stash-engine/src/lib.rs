@@ -26,6 +26,7 @@ mod retention;
 mod snapshots;
 mod source;
 mod stats;
+mod walk_ahead;
 
 pub use backend::{
     AzureCredentials, B2Credentials, BackendConfig, BackendError, Credentials, GcsCredentials,

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backup::UnreadableEntry;
 use crate::progress::Tracker;
+use crate::walk_ahead::WalkAhead;
 
 type Failures = Arc<Mutex<Vec<UnreadableEntry>>>;
 
@@ -83,7 +84,7 @@ impl ReadSource for WatchedSource {
 
     fn entries(&self) -> Self::Iter {
         WatchedIter {
-            inner: self.inner.entries(),
+            inner: WalkAhead::spawn(self.inner.entries(), self.cancel.clone()),
             failures: self.failures.clone(),
             tracker: self.tracker.clone(),
             cancel: self.cancel.clone(),
@@ -91,8 +92,10 @@ impl ReadSource for WatchedSource {
     }
 }
 
+type LocalEntry = RusticResult<ReadSourceEntry<<LocalSource as ReadSource>::Open>>;
+
 pub(crate) struct WatchedIter {
-    inner: <LocalSource as ReadSource>::Iter,
+    inner: WalkAhead<LocalEntry>,
     failures: Failures,
     tracker: Arc<Tracker>,
     cancel: CancellationToken,
