@@ -82,8 +82,9 @@ fn restic_checks_and_restores_what_stash_wrote_of_many_small_files() {
         let len = 100 + usize::try_from(seed * 7919 % 3997).unwrap();
         let mut data = tree::pseudo_random(seed, len);
         if seed % 3 != 0 {
-            data.iter_mut()
-                .for_each(|b| *b = b"etaoin shrdlu\n"[usize::from(*b) % 14]);
+            for b in &mut data {
+                *b = b"etaoin shrdlu\n"[usize::from(*b) % 14];
+            }
         }
         tree::write(
             &source.join(format!("n{}/n{}/n{}/t{i:05}", i % 6, i / 6 % 6, i / 36 % 6)),

@@ -1,6 +1,6 @@
 //! Runs an iterator on a thread of its own, a bounded distance ahead of its consumer.
 //!
-//! rustic_core's archiver pulls the directory walk (readdir, `lstat`, `listxattr`, owner names)
+//! `rustic_core`'s archiver pulls the directory walk (readdir, `lstat`, `listxattr`, owner names)
 //! on the same thread that matches the parent snapshot and serialises the trees. On trees of
 //! many small files that one thread is the limit while the file workers wait for it
 //! (`docs/benchmarks.md`, "Where the time goes"). Walking on a second thread overlaps the two;
