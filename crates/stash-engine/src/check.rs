@@ -219,10 +219,7 @@ fn verify_mixed_pack(
 type HeaderEntry = (BlobType, u32, Option<u32>, Id);
 
 /// The blobs restic's pack header lists, in pack order.
-fn pack_header(
-    cipher: &RepoCipher,
-    data: &[u8],
-) -> Result<Vec<HeaderEntry>, String> {
+fn pack_header(cipher: &RepoCipher, data: &[u8]) -> Result<Vec<HeaderEntry>, String> {
     let corrupt = || "its header is truncated or corrupt".to_string();
     let len_at = data.len().checked_sub(4).ok_or_else(corrupt)?;
     let header_len = u32::from_le_bytes(data[len_at..].try_into().map_err(|_| corrupt())?) as usize;

@@ -29,7 +29,10 @@ pub async fn run(
     for snapshot in snapshots {
         let target = snapshot_dir(destination, snapshot);
         let report = engine
-            .restore(RestoreRequest::new(snapshot.clone(), target.clone()), control)
+            .restore(
+                RestoreRequest::new(snapshot.clone(), target.clone()),
+                control,
+            )
             .await
             .map_err(KubectlError::engine("downloading a snapshot", repository))?;
         for failure in &report.failures {
