@@ -39,5 +39,31 @@ pub fn init(args: &LogArgs) -> anyhow::Result<()> {
             .with_current_span(true)
             .try_init(),
     };
-    installed.map_err(|err| anyhow::anyhow!("cannot install the logger: {err}"))
+    installed.map_err(|err| anyhow::anyhow!("cannot install the logger: {err}"))?;
+    log_panics();
+    Ok(())
+}
+
+/// Panics go through the logger like every other error, so that in a pod they are one JSON line
+/// and a panic the engine catches and reports (a failure inside `rustic_core`'s worker threads)
+/// is not also printed as if the process had crashed. An uncaught panic still exits 101.
+fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(ToString::to_string)
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned());
+        let location = info.location().map(ToString::to_string).unwrap_or_default();
+        let thread = std::thread::current();
+        tracing::error!(
+            thread = thread.name().unwrap_or("unnamed"),
+            %location,
+            "internal failure: {message}; please report it with this line"
+        );
+        if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+            eprintln!("{}", std::backtrace::Backtrace::force_capture());
+        }
+    }));
 }
