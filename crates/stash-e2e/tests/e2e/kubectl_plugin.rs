@@ -118,15 +118,16 @@ where
         .expect("create the object");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_repository_verbs_list_download_check_and_unlock_a_restic_repository_named_by_its_repository_object()
- {
-    let env = TestEnv::shared().await;
-    let ns = env.namespace().await;
-    let client = env.client();
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let repo = dir.path().join("repo");
-    let data = dir.path().join("data");
+/// A repository written by Debian's restic (one snapshot of a small tree, host `e2e`) and the
+/// Secret and Repository `local-repo` that name it; returns the repository, the tree and the
+/// contents of its `blob.bin`.
+async fn restic_repository_and_its_objects(
+    client: &kube::Client,
+    ns: &str,
+    dir: &std::path::Path,
+) -> (PathBuf, PathBuf, Vec<u8>) {
+    let repo = dir.join("repo");
+    let data = dir.join("data");
     std::fs::create_dir_all(data.join("nested")).unwrap();
     let contents: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(data.join("blob.bin"), &contents).unwrap();
@@ -143,8 +144,8 @@ async fn the_repository_verbs_list_download_check_and_unlock_a_restic_repository
     });
 
     create::<Secret>(
-        &client,
-        &ns,
+        client,
+        ns,
         json!({
             "metadata": {"name": "local-secret"},
             "stringData": {"RESTIC_PASSWORD": PASSWORD}
@@ -152,8 +153,8 @@ async fn the_repository_verbs_list_download_check_and_unlock_a_restic_repository
     )
     .await;
     create::<Repository>(
-        &client,
-        &ns,
+        client,
+        ns,
         json!({
             "apiVersion": "stash.appscode.com/v1alpha1", "kind": "Repository",
             "metadata": {"name": "local-repo"},
@@ -162,6 +163,18 @@ async fn the_repository_verbs_list_download_check_and_unlock_a_restic_repository
         }),
     )
     .await;
+    (repo, data, contents)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_repository_verbs_list_download_check_and_unlock_a_restic_repository_named_by_its_repository_object()
+ {
+    let env = TestEnv::shared().await;
+    let ns = env.namespace().await;
+    let client = env.client();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let (repo, data, contents) =
+        restic_repository_and_its_objects(&client, ns.name(), dir.path()).await;
     let plugin = Plugin {
         bin: plugin(dir.path()),
         kubeconfig: env.kubeconfig_path().to_owned(),
