@@ -143,19 +143,9 @@ async fn start_webhook(
         .await
         .map_err(|source| RunError::BindWebhook { address, source })?;
     info!(%address, mutating = config.enable_mutating_webhook, validating = config.enable_validating_webhook, "serving the admission webhooks");
-    let invokers = if config.enable_mutating_webhook {
-        let (cache, watches) = webhook::InvokerCache::start(client, shutdown.clone());
-        tokio::spawn(watches);
-        webhook::InvokerSource::Cached {
-            cache,
-            client: client.clone(),
-        }
-    } else {
-        webhook::InvokerSource::Client(client.clone())
-    };
     let router = webhook::server::router(webhook::WebhookState {
         settings: config.settings(),
-        invokers,
+        invokers: webhook::InvokerSource::Client(client.clone()),
         mutating: config.enable_mutating_webhook,
         validating: config.enable_validating_webhook,
     });
