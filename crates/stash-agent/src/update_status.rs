@@ -14,7 +14,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use kube::Client;
-use stash_api::condition::ConditionType;
 use stash_api::phase::HostRestorePhase;
 use stash_api::v1beta1::{HostBackupStats, RestoreSession};
 use stash_engine::Control;
@@ -27,7 +26,7 @@ use crate::restore::status::{HostStatus, host_entry as restore_host_entry};
 use crate::run_backup::backup::error_chain;
 use crate::run_backup::metrics::MetricsPusher;
 use crate::run_backup::post_backup::{self, PostBackup};
-use crate::run_backup::{SessionHandle, invoker, stats, status};
+use crate::run_backup::{invoker, stats, status};
 
 /// Which session the Job reports into.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -178,7 +177,7 @@ async fn backup(
     let (repository, engine) = match connected {
         Ok(connected) => connected,
         Err(message) => {
-            fail_post_actions(&handle, &actions, &message).await;
+            post_backup::fail_post_actions(&handle, &actions, &message).await;
             return Ok(());
         }
     };
@@ -198,42 +197,6 @@ async fn backup(
     .await;
     tracing::info!(elapsed = ?started.elapsed(), "post-backup actions done");
     Ok(())
-}
-
-/// When the repository cannot be reached, each listed post action fails with why, so the operator
-/// can finish the session (the sidecar does the same).
-async fn fail_post_actions(handle: &SessionHandle, actions: &[String], message: &str) {
-    let types = [
-        (
-            post_backup::APPLY_RETENTION_POLICY,
-            ConditionType::RetentionPolicyApplied,
-            post_backup::reason::RETENTION_FAILED,
-        ),
-        (
-            post_backup::VERIFY_REPOSITORY_INTEGRITY,
-            ConditionType::RepositoryIntegrityVerified,
-            post_backup::reason::INTEGRITY_FAILED,
-        ),
-        (
-            post_backup::SEND_REPOSITORY_METRICS,
-            ConditionType::RepositoryMetricsPushed,
-            post_backup::reason::METRICS_FAILED,
-        ),
-    ];
-    let written = status::update(&handle.api, &handle.namespace, &handle.name, |s| {
-        for (action, type_, reason) in types {
-            if actions.iter().any(|a| a == action) && status::condition(s, type_).is_none() {
-                status::set_condition(
-                    &mut s.conditions,
-                    status::new_condition(type_, Err(message), reason),
-                );
-            }
-        }
-    })
-    .await;
-    if let Err(err) = written {
-        tracing::error!(error = %err, "could not record the failed post-backup actions");
-    }
 }
 
 async fn restore(

@@ -465,7 +465,7 @@ impl Sidecar {
                     (&owned.0, &owned.1)
                 }
                 Err(message) => {
-                    self.fail_post_actions(handle, &actions, &message).await;
+                    post_backup::fail_post_actions(handle, &actions, &message).await;
                     return Ok(Handled::Done);
                 }
             },
@@ -488,43 +488,6 @@ impl Sidecar {
         .run(&actions, hosts, session.metadata.creation_timestamp.clone())
         .await;
         Ok(Handled::Done)
-    }
-
-    /// When the repository cannot be reached at all, each listed post action fails with why, so
-    /// the operator can finish the session.
-    async fn fail_post_actions(&self, handle: &SessionHandle, actions: &[String], message: &str) {
-        use stash_api::condition::ConditionType;
-        let types = [
-            (
-                post_backup::APPLY_RETENTION_POLICY,
-                ConditionType::RetentionPolicyApplied,
-                post_backup::reason::RETENTION_FAILED,
-            ),
-            (
-                post_backup::VERIFY_REPOSITORY_INTEGRITY,
-                ConditionType::RepositoryIntegrityVerified,
-                post_backup::reason::INTEGRITY_FAILED,
-            ),
-            (
-                post_backup::SEND_REPOSITORY_METRICS,
-                ConditionType::RepositoryMetricsPushed,
-                post_backup::reason::METRICS_FAILED,
-            ),
-        ];
-        let written = status::update(&handle.api, &handle.namespace, &handle.name, |s| {
-            for (action, type_, reason) in types {
-                if actions.iter().any(|a| a == action) && status::condition(s, type_).is_none() {
-                    status::set_condition(
-                        &mut s.conditions,
-                        status::new_condition(type_, Err(message), reason),
-                    );
-                }
-            }
-        })
-        .await;
-        if let Err(err) = written {
-            tracing::error!(error = %err, "could not record the failed post-backup actions");
-        }
     }
 }
 

@@ -31,6 +31,42 @@ pub mod reason {
     pub const METRICS_FAILED: &str = "FailedToPushRepositoryMetrics";
 }
 
+/// When the repository cannot be reached at all, each listed post action fails with why, so the
+/// operator can finish the session (the sidecar's last host and the job model's `update-status`).
+pub(crate) async fn fail_post_actions(handle: &SessionHandle, actions: &[String], message: &str) {
+    let types = [
+        (
+            APPLY_RETENTION_POLICY,
+            ConditionType::RetentionPolicyApplied,
+            reason::RETENTION_FAILED,
+        ),
+        (
+            VERIFY_REPOSITORY_INTEGRITY,
+            ConditionType::RepositoryIntegrityVerified,
+            reason::INTEGRITY_FAILED,
+        ),
+        (
+            SEND_REPOSITORY_METRICS,
+            ConditionType::RepositoryMetricsPushed,
+            reason::METRICS_FAILED,
+        ),
+    ];
+    let written = status::update(&handle.api, &handle.namespace, &handle.name, |s| {
+        for (action, type_, reason) in types {
+            if actions.iter().any(|a| a == action) && status::condition(s, type_).is_none() {
+                status::set_condition(
+                    &mut s.conditions,
+                    status::new_condition(type_, Err(message), reason),
+                );
+            }
+        }
+    })
+    .await;
+    if let Err(err) = written {
+        tracing::error!(error = %err, "could not record the failed post-backup actions");
+    }
+}
+
 /// Whether this host runs the post-backup actions: its final entry was the one that made
 /// (succeeded + failed) == `totalHosts` on a target that carries them. `written` is this host's
 /// target entry as its final write left it.
