@@ -22,6 +22,9 @@ app.kubernetes.io/component: operator
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{/* The executor ClusterRoles: the operator server-side applies the same objects, so no chart labels. */}}
@@ -58,9 +61,12 @@ true
 {{- if and .Values.pushgateway.enabled (not (include "stash.embedded" .)) }}true{{ end -}}
 {{- end -}}
 
+{{/* The executors run in other pods and push to the URL the operator hands them: the Service, never loopback. */}}
 {{- define "stash.pushgatewayURL" -}}
 {{- if .Values.pushgateway.url -}}
 {{- .Values.pushgateway.url -}}
+{{- else if not (include "stash.pushgatewaySidecar" .) -}}
+{{- fail "no Pushgateway: set pushgateway.url to your own, or pushgateway.enabled=true for the bundled sidecar (not in embedded mode)" -}}
 {{- else -}}
 {{- printf "http://%s.%s.svc:56789" (include "stash.fullname" .) .Release.Namespace -}}
 {{- end -}}
@@ -69,6 +75,21 @@ true
 {{/* The port the webhook configurations name: the Service's 443, or with ExternalName the operator's own. */}}
 {{- define "stash.webhookPort" -}}
 {{- if include "stash.embedded" . }}{{ .Values.embedded.securePort }}{{ else }}443{{ end -}}
+{{- end -}}
+
+{{/* Whether the operator serves HTTPS to the API server: admission webhooks or the Snapshot aggregated API. */}}
+{{- define "stash.servesTLS" -}}
+{{- if or .Values.webhook.mutating .Values.webhook.validating .Values.snapshotAPI.enabled }}true{{ end -}}
+{{- end -}}
+
+{{/* The PodDisruptionBudget: as set, or (null) only when more than one replica runs. */}}
+{{- define "stash.podDisruptionBudget" -}}
+{{- $enabled := .Values.podDisruptionBudget.enabled -}}
+{{- if kindIs "invalid" $enabled -}}
+{{- if gt (int .Values.replicaCount) 1 }}true{{ end -}}
+{{- else if $enabled -}}
+true
+{{- end -}}
 {{- end -}}
 
 {{/* One CA and serving certificate per render, shared by the Secret and the caBundles. */}}
