@@ -140,6 +140,24 @@ impl Engine {
         Ok(report)
     }
 
+    /// Removes the snapshot whose id starts with `id` (restic `forget <id>`); its data stays until a
+    /// [`prune`](Self::prune). Returns the snapshot removed.
+    pub async fn forget_snapshot(
+        &self,
+        id: String,
+        control: &Control,
+    ) -> Result<SnapshotInfo, EngineError> {
+        self.run(Operation::Forget, control, move |engine, op| {
+            let (repo, _lock) = engine.open_locked(op, LockKind::Exclusive)?;
+            let snapshot = crate::snapshots::select(&repo, &id, &SnapshotFilter::default())?;
+            op.checkpoint()?;
+            repo.delete_snapshots(&[snapshot.id])
+                .map_err(|source| EngineError::RemoveSnapshots(RusticCause::new(source)))?;
+            Ok(SnapshotInfo::from(&snapshot))
+        })
+        .await
+    }
+
     /// Removes data no snapshot references any more. Cancelling stops at the next backend
     /// request; rustic's prune writes the new index before it deletes, so an interrupted prune
     /// leaves a usable repository.

@@ -42,6 +42,9 @@ pub struct OperatorConfig {
     pub tls_cert_file: Option<PathBuf>,
     /// `--tls-private-key-file` of the webhook server.
     pub tls_private_key_file: Option<PathBuf>,
+    /// Port of the aggregated API server for `snapshots.repositories.stash.appscode.com` (HTTPS, the
+    /// webhook certificate, front-proxy client certificates only); `None` does not serve it.
+    pub snapshot_api_port: Option<u16>,
     /// Where `/metrics`, `/healthz` and `/readyz` are served, plain HTTP. Port 0 picks a free port.
     pub metrics_address: SocketAddr,
     /// Only this namespace is watched (`None`: the whole cluster). Not a Stash flag; tests run one
@@ -94,6 +97,7 @@ impl Default for OperatorConfig {
             secure_port: DEFAULT_SECURE_PORT,
             tls_cert_file: None,
             tls_private_key_file: None,
+            snapshot_api_port: None,
             metrics_address: DEFAULT_METRICS_ADDRESS
                 .parse()
                 .expect("the default metrics address parses"),

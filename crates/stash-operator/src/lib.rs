@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod runtime;
 pub mod server;
 pub mod settings;
+pub mod snapshot_api;
 pub mod webhook;
 pub mod workload;
 

@@ -57,6 +57,11 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    #[error("failed to start the snapshot API (kubectl get snapshots)")]
+    SnapshotApi {
+        #[source]
+        source: crate::snapshot_api::StartError,
+    },
     #[error("failed to serve /metrics, /healthz and /readyz")]
     Serve {
         #[source]
@@ -91,6 +96,9 @@ pub async fn run_with_client(
 ) -> Result<(), RunError> {
     let webhook_stop = shutdown.child_token();
     let webhook = start_webhook(&client, &config, webhook_stop.clone()).await?;
+    let snapshot_api = crate::snapshot_api::start(&client, &config, webhook_stop.clone())
+        .await
+        .map_err(|source| RunError::SnapshotApi { source })?;
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
     let listener = TcpListener::bind(config.metrics_address)
@@ -113,6 +121,9 @@ pub async fn run_with_client(
     webhook_stop.cancel();
     if let Some(webhook) = webhook {
         let _ = webhook.await;
+    }
+    if let Some(snapshot_api) = snapshot_api {
+        let _ = snapshot_api.await;
     }
     let server_result = server
         .await

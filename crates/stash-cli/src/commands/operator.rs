@@ -49,6 +49,10 @@ pub struct OperatorArgs {
     /// Private key of the webhook server (PEM).
     #[arg(long, env = "STASH_TLS_PRIVATE_KEY_FILE", value_name = "FILE")]
     pub tls_private_key_file: Option<PathBuf>,
+    /// Serve `kubectl get snapshots` (Stash's aggregated API `repositories.stash.appscode.com`) on
+    /// this HTTPS port, with the webhook certificate.
+    #[arg(long, env = "STASH_SNAPSHOT_API_PORT")]
+    pub snapshot_api_port: Option<u16>,
     /// Where /metrics, /healthz and /readyz are served (plain HTTP).
     #[arg(long, env = "STASH_METRICS_ADDRESS", default_value = stash_operator::config::DEFAULT_METRICS_ADDRESS)]
     pub metrics_address: SocketAddr,
@@ -92,6 +96,7 @@ impl OperatorArgs {
             secure_port: self.secure_port,
             tls_cert_file: self.tls_cert_file.clone(),
             tls_private_key_file: self.tls_private_key_file.clone(),
+            snapshot_api_port: self.snapshot_api_port,
             metrics_address: self.metrics_address,
             watch_namespace: self.watch_namespace.clone(),
             leader_election,

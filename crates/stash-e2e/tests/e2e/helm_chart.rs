@@ -82,6 +82,7 @@ fn comparable(mut object: Value) -> Value {
     remove(&mut object, &["metadata", "labels"]);
     remove(&mut object, &["metadata", "annotations"]);
     remove(&mut object, &["spec", "template", "metadata"]);
+    remove(&mut object, &["spec", "caBundle"]);
     if let Some(webhooks) = object.get_mut("webhooks").and_then(Value::as_sequence_mut) {
         for webhook in webhooks {
             remove(webhook, &["clientConfig", "caBundle"]);

@@ -30,6 +30,7 @@ mod operator_validating_webhook;
 mod operator_webhook;
 mod pod_identity;
 mod pod_volumes;
+mod snapshot_api;
 mod stash_examples;
 mod status_subresource;
 mod trigger_binary;
