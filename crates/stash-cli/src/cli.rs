@@ -133,7 +133,7 @@ pub struct RepoArgs {
 }
 
 /// Go-style durations as restic accepts them: `90s`, `5m`, `1h30m`.
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let span: jiff::Span = text
         .parse()
         .map_err(|_| format!("`{text}` is not a duration; use e.g. 30s, 5m or 1h30m"))?;

@@ -58,6 +58,37 @@ pub enum KubectlError {
         name: String,
         count: usize,
     },
+    #[error("BackupSession {namespace}/{name} ended {phase}: {reason}")]
+    SessionNotSucceeded {
+        namespace: String,
+        name: String,
+        phase: String,
+        reason: String,
+    },
+    #[error(
+        "BackupSession {namespace}/{name} is not final after {timeout}; it goes on in the cluster: follow it with `kubectl get backupsession {name} -n {namespace} -w` or wait longer with --timeout"
+    )]
+    WaitTimedOut {
+        namespace: String,
+        name: String,
+        timeout: String,
+    },
+    #[error(
+        "stopped waiting for BackupSession {namespace}/{name}; it goes on in the cluster (kubectl get backupsession {name} -n {namespace})"
+    )]
+    WaitInterrupted { namespace: String, name: String },
+    #[error(
+        "BackupSession {namespace}/{name} was deleted before it finished; see the BackupConfiguration's backupHistoryLimit and who deletes sessions"
+    )]
+    SessionGone { namespace: String, name: String },
+    #[error(
+        "cannot watch BackupSessions in namespace {namespace}; check you may watch backupsessions (kubectl auth can-i watch backupsessions -n {namespace}) or pass --no-wait"
+    )]
+    Watch {
+        namespace: String,
+        #[source]
+        source: Box<kube::runtime::watcher::Error>,
+    },
 }
 
 impl KubectlError {
@@ -77,6 +108,10 @@ impl KubectlError {
     /// Whether the failure was the user's interrupt (exit 130 like restic) rather than an error.
     #[must_use]
     pub fn is_cancelled(&self) -> bool {
-        matches!(self, Self::Engine { source, .. } if matches!(**source, EngineError::Cancelled))
+        match self {
+            Self::Engine { source, .. } => matches!(**source, EngineError::Cancelled),
+            Self::WaitInterrupted { .. } => true,
+            _ => false,
+        }
     }
 }

@@ -7,7 +7,7 @@
 //!
 //! | Verb | What it does |
 //! |---|---|
-//! | `kubectl stash trigger <backupconfiguration>` | creates a BackupSession now, exactly as the trigger CronJob does |
+//! | `kubectl stash trigger <backupconfiguration> [--no-wait] [--timeout=30m]` | creates a BackupSession now, exactly as the trigger CronJob does, and watches it until it is final: prints the phase and each host; exits non-zero for Failed or Skipped naming why |
 //! | `kubectl stash pause backup --backupconfig=<name>` | sets `spec.paused: true` (`--backupbatch=<name>` for a BackupBatch); the operator suspends the trigger CronJob |
 //! | `kubectl stash resume backup --backupconfig=<name>` | sets `spec.paused: false` |
 //! | `kubectl stash snapshots <repository> [--json]` | lists the snapshots as `restic snapshots` does |
@@ -27,6 +27,7 @@ pub mod download;
 pub mod error;
 pub mod pause;
 pub mod repository;
+pub mod session_summary;
 pub mod snapshots;
 pub mod trigger;
 pub mod unlock;

@@ -44,11 +44,18 @@ pub struct KubectlArgs {
 #[allow(clippy::doc_markdown)]
 #[derive(Debug, Subcommand)]
 pub enum Verb {
-    /// Create a BackupSession of a BackupConfiguration now (a backup outside its schedule).
+    /// Create a BackupSession of a BackupConfiguration now (a backup outside its schedule) and
+    /// wait until it is final: prints the phase and each host, exits 1 when it Failed or was Skipped.
     Trigger {
         /// Name of the BackupConfiguration.
         #[arg(value_name = "BACKUPCONFIGURATION")]
         name: String,
+        /// Return as soon as the BackupSession is created.
+        #[arg(long)]
+        no_wait: bool,
+        /// Give up waiting after this long (e.g. 90s, 10m, 1h); the session goes on.
+        #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = crate::cli::parse_duration, conflicts_with = "no_wait")]
+        timeout: std::time::Duration,
     },
     /// Pause a backup: no BackupSession is created until it is resumed (sets spec.paused).
     Pause {
@@ -163,10 +170,25 @@ async fn run_verb(
     let repository = |name: &str| RepositoryRef::new(namespace, name);
     match verb {
         Verb::Version => unreachable!("answered above without a client"),
-        Verb::Trigger { name } => {
-            let created = stash_kubectl::trigger::run(client, namespace, &name).await?;
+        Verb::Trigger {
+            name,
+            no_wait,
+            timeout,
+        } => {
+            let created = stash_kubectl::trigger::run(client.clone(), namespace, &name).await?;
             println!("backupsession {created} created");
-            Ok(())
+            if no_wait {
+                return Ok(());
+            }
+            let session =
+                stash_kubectl::trigger::wait_until_final(client, &created, timeout, control)
+                    .await?;
+            if json {
+                repo::print_json(&session)?;
+            } else {
+                print!("{}", stash_kubectl::session_summary::render(&session));
+            }
+            stash_kubectl::session_summary::verdict(&session).map_err(Into::into)
         }
         Verb::Pause {
             what: Pausable::Backup(target),

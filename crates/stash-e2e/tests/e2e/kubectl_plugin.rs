@@ -1,6 +1,7 @@
 //! `kubectl stash`: the real `stash` binary run through a `kubectl-stash` symlink (as kubectl runs
 //! a plugin), against the real API server, an in-process operator and a real restic repository
-//! made by Debian's restic.
+//! made by Debian's restic; `trigger` also against a real backup (the `stash` sidecar run by the pod
+//! runner into an S3 repository on moto).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -10,10 +11,12 @@ use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
+use stash_api::phase::{BackupInvokerPhase, BackupSessionPhase};
 use stash_api::v1alpha1::Repository;
 use stash_api::v1beta1::{BackupConfiguration, BackupSession};
+use stash_testenv::pushgateway::Pushgateway;
 use stash_testenv::wait::wait_for;
-use stash_testenv::{TestEnv, paths};
+use stash_testenv::{TestEnv, paths, s3, tree};
 
 use crate::TIMEOUT;
 use crate::operator::Operator;
@@ -41,15 +44,21 @@ struct Plugin {
 }
 
 impl Plugin {
-    fn run(&self, args: &[&str]) -> Output {
-        let out = tokio::task::block_in_place(|| {
+    /// Runs the plugin and returns its output whatever its exit status.
+    fn output(&self, args: &[&str]) -> Output {
+        tokio::task::block_in_place(|| {
             Command::new(&self.bin)
                 .args(args)
                 .args(["-n", &self.namespace])
                 .env("KUBECONFIG", &self.kubeconfig)
                 .output()
                 .expect("run kubectl-stash")
-        });
+        })
+    }
+
+    /// Runs the plugin and fails the test unless it exits 0.
+    fn run(&self, args: &[&str]) -> Output {
+        let out = self.output(args);
         assert!(
             out.status.success(),
             "kubectl-stash {args:?}: {}",
@@ -257,11 +266,30 @@ async fn the_repository_verbs_list_download_check_and_unlock_a_restic_repository
     );
 }
 
+/// Waits until BackupConfiguration `name` is Ready: a session of an invoker that is not is
+/// Skipped (§9.2).
+async fn wait_ready(bcs: &Api<BackupConfiguration>, name: &str) {
+    wait_for(
+        &format!("BackupConfiguration {name} to be Ready"),
+        TIMEOUT,
+        || async {
+            let bc = bcs.get(name).await.map_err(|e| e.to_string())?;
+            match bc.status.as_ref().and_then(|s| s.phase) {
+                Some(BackupInvokerPhase::Ready) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn trigger_creates_a_backup_session_and_pause_and_resume_flip_the_trigger_cronjob() {
+async fn trigger_no_wait_creates_a_backup_session_a_waiting_trigger_names_why_it_was_skipped_and_pause_and_resume_flip_the_trigger_cronjob()
+ {
     let env = TestEnv::shared().await;
     let ns = env.namespace().await;
     let client = env.client();
+    let pushgateway = Pushgateway::start();
     crate::create_gcs_repository(&client, &ns).await;
     create::<Secret>(
         &client,
@@ -294,28 +322,67 @@ async fn trigger_creates_a_backup_session_and_pause_and_resume_flip_the_trigger_
     bcs.create(&PostParams::default(), &bc)
         .await
         .expect("create the BackupConfiguration");
-    let operator = Operator::start(client.clone(), &ns, |_| {});
+    // The image is one the pod runner does not run: the session this test triggers stays Running.
+    let operator = Operator::start(client.clone(), &ns, |c| {
+        c.pushgateway_url = pushgateway.url();
+    });
     let dir = tempfile::tempdir().expect("a temp dir");
     let plugin = Plugin {
         bin: plugin(dir.path()),
         kubeconfig: env.kubeconfig_path().to_owned(),
         namespace: ns.name().to_owned(),
     };
+    wait_ready(&bcs, "deployment-backup").await;
 
-    let out = plugin.run(&["trigger", "deployment-backup"]);
-    let sessions = Api::<BackupSession>::namespaced(client.clone(), &ns)
+    // --no-wait: returns once the session exists, as the trigger CronJob does.
+    let out = plugin.run(&["trigger", "deployment-backup", "--no-wait"]);
+    let sessions = Api::<BackupSession>::namespaced(client.clone(), &ns);
+    let listed = sessions
         .list(&ListParams::default())
         .await
         .expect("list BackupSessions");
-    assert_eq!(sessions.items.len(), 1, "one BackupSession per trigger");
-    let session = &sessions.items[0];
+    assert_eq!(listed.items.len(), 1, "one BackupSession per trigger");
+    let session = &listed.items[0];
     let invoker = session.spec.invoker.as_ref().expect("spec.invoker");
     assert_eq!(
         (invoker.kind.as_str(), invoker.name.as_str()),
         ("BackupConfiguration", "deployment-backup")
     );
-    let name = session.metadata.name.clone().unwrap_or_default();
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&name));
+    let running = session.metadata.name.clone().unwrap_or_default();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.trim(),
+        format!("backupsession {}/{running} created", ns.name())
+    );
+
+    // Waiting: a second session while the first is Running is Skipped; trigger says so and why.
+    wait_for(
+        &format!("BackupSession {running} to be Running"),
+        TIMEOUT,
+        || async {
+            let phase = sessions
+                .get(&running)
+                .await
+                .map_err(|e| e.to_string())?
+                .status
+                .and_then(|s| s.phase);
+            match phase {
+                Some(BackupSessionPhase::Running) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let skipped = plugin.output(&["trigger", "deployment-backup", "--timeout=2m"]);
+    let stdout = String::from_utf8_lossy(&skipped.stdout);
+    let stderr = String::from_utf8_lossy(&skipped.stderr);
+    assert_eq!(skipped.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains(" Skipped"), "{stdout}");
+    assert!(
+        stderr.contains("ended Skipped")
+            && stderr.contains(&format!("Previous BackupSession: {running} is \"Running\"")),
+        "{stderr}"
+    );
 
     let cronjobs = Api::<CronJob>::namespaced(client.clone(), &ns);
     let suspended = |want: bool| {
@@ -354,5 +421,118 @@ async fn trigger_creates_a_backup_session_and_pause_and_resume_flip_the_trigger_
     plugin.run(&["resume", "backup", "--backupconfig=deployment-backup"]);
     assert_eq!(paused().await, Some(false));
     suspended(false).await;
+    operator.stop().await;
+}
+
+/// Stash's Deployment guide with the `stash` sidecar really running (pod runner, image
+/// `stash-rs/stash:test`) into an S3 repository on moto; `kubectl stash trigger` creates the
+/// session and watches it until it succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_waits_for_a_real_backup_and_prints_succeeded_with_the_host_and_its_snapshot() {
+    let env = TestEnv::shared().await;
+    let ns = env.namespace().await;
+    let client = env.client();
+    let pushgateway = Pushgateway::start();
+    let bucket = ns.name().to_owned();
+    s3::shared().create_bucket(&bucket);
+    let mut secret = serde_json::Map::new();
+    secret.insert("RESTIC_PASSWORD".into(), PASSWORD.into());
+    for (key, value) in s3::env() {
+        secret.insert(key.into(), value.into());
+    }
+    create::<Secret>(
+        &client,
+        &ns,
+        json!({"metadata": {"name": "s3-secret"}, "stringData": secret}),
+    )
+    .await;
+    create::<Repository>(&client, &ns, json!({
+        "apiVersion": "stash.appscode.com/v1alpha1", "kind": "Repository",
+        "metadata": {"name": "gcs-repo"},
+        "spec": {"backend": {"s3": {"endpoint": s3::shared().endpoint(), "bucket": bucket, "prefix": "trigger"},
+                             "storageSecretName": "s3-secret"}}
+    }))
+    .await;
+    let source = ns.pvc_dir("stash-demo-data");
+    tree::write(
+        &source.join("note.txt"),
+        b"backed up through kubectl stash trigger\n",
+    );
+    // Pods run with their service account's token, so the sidecar has the RBAC the operator grants.
+    let identity = json!({ stash_testenv::pod_runner::IDENTITY_ANNOTATION: "service-account" });
+    create::<Deployment>(&client, &ns, json!({
+        "metadata": {"name": "stash-demo", "labels": {"app": "stash-demo"}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "stash-demo"}},
+            "template": {
+                "metadata": {"labels": {"app": "stash-demo"}, "annotations": identity},
+                "spec": {
+                    "containers": [{"name": "busybox", "image": "busybox", "command": ["sleep", "3600"],
+                                    "volumeMounts": [{"name": "source-data", "mountPath": "/source/data"}]}],
+                    "volumes": [{"name": "source-data",
+                                 "persistentVolumeClaim": {"claimName": "stash-demo-data"}}]
+                }
+            }
+        }
+    }))
+    .await;
+    let mut bc: BackupConfiguration = serde_yaml::from_str(EXAMPLE).expect("the example parses");
+    bc.metadata.namespace = Some(ns.name().to_owned());
+    let bcs = Api::<BackupConfiguration>::namespaced(client.clone(), &ns);
+    bcs.create(&PostParams::default(), &bc)
+        .await
+        .expect("create the BackupConfiguration");
+    let operator = Operator::start(client.clone(), &ns, |c| {
+        "stash-rs".clone_into(&mut c.docker_registry);
+        "stash".clone_into(&mut c.image);
+        c.pushgateway_url = pushgateway.url();
+        c.leader_election = None;
+    });
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let plugin = Plugin {
+        bin: plugin(dir.path()),
+        kubeconfig: env.kubeconfig_path().to_owned(),
+        namespace: ns.name().to_owned(),
+    };
+    wait_ready(&bcs, "deployment-backup").await;
+
+    let out = plugin.run(&["trigger", "deployment-backup", "--timeout=4m"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let listed = Api::<BackupSession>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .expect("list BackupSessions");
+    let [session] = listed.items.as_slice() else {
+        panic!("one BackupSession per trigger: {listed:?}");
+    };
+    let status = session.status.as_ref().expect("a final status");
+    assert_eq!(
+        status.phase,
+        Some(BackupSessionPhase::Succeeded),
+        "{stdout}"
+    );
+    let name = session.metadata.name.as_deref().unwrap_or_default();
+    assert!(
+        stdout.contains(&format!("BackupSession {}/{name} Succeeded in ", ns.name())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Deployment/stash-demo: Succeeded (1/1 hosts)"),
+        "{stdout}"
+    );
+    let snapshot = status
+        .targets
+        .iter()
+        .flatten()
+        .flat_map(|t| t.stats.iter().flatten())
+        .flat_map(|h| h.snapshots.iter().flatten())
+        .find_map(|s| s.name.clone())
+        .expect("the host's snapshot in the session status");
+    assert!(stdout.contains("host-0"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("snapshot {snapshot} /source/data")),
+        "{stdout}"
+    );
     operator.stop().await;
 }
