@@ -231,41 +231,64 @@ fn target_mount(volume_mounts: Option<&[VolumeMount]>) -> VolumeMount {
     }
 }
 
-/// What differs between the backup and the restore Job.
+/// What differs between the backup and the restore Job; [`assemble`] builds the rest alike.
 struct JobParts<'a> {
     name: String,
     namespace: &'a str,
     owner: OwnerReference,
-    labels: BTreeMap<String, String>,
-    claim: &'a str,
+    invoker_labels: Option<&'a BTreeMap<String, String>>,
+    component: &'a str,
+    common: CommonFlags<'a>,
+    /// The data step's Function and its own flags, after the common ones and `--hostname`.
+    function: &'a str,
+    data_args: Vec<String>,
+    host: String,
     target_mount: VolumeMount,
-    data_container: Container,
-    update_status: Container,
     runtime: Option<&'a RuntimeSettings>,
     temp_dir: Option<&'a stash_api::common::EmptyDirSettings>,
-    repository: &'a Repository,
-    service_account: String,
-    pull_secrets: Vec<k8s_openapi::api::core::v1::LocalObjectReference>,
+    default_service_account: String,
     run_as_user: i64,
 }
 
-fn assemble(parts: JobParts<'_>) -> Job {
+fn assemble(parts: JobParts<'_>, settings: &Settings) -> Job {
     let JobParts {
         name,
         namespace,
         owner,
-        labels: pod_labels,
-        claim,
+        invoker_labels,
+        component,
+        common,
+        function,
+        data_args,
+        host,
         target_mount,
-        mut data_container,
-        mut update_status,
         runtime,
         temp_dir,
-        repository,
-        service_account,
-        pull_secrets,
+        default_service_account,
         run_as_user,
     } = parts;
+    let repository = common.repository;
+    let command = if function == FUNCTION_PVC_BACKUP {
+        "backup-pvc"
+    } else {
+        "restore-pvc"
+    };
+    let mut args = vec![command.to_owned()];
+    args.extend(common.flags());
+    args.push(format!("--hostname={host}"));
+    args.extend(data_args);
+    args.extend(settings.executor_flags());
+    let mut data_container = container(function, 0, settings, args);
+    let mut update_status = container(
+        FUNCTION_UPDATE_STATUS,
+        1,
+        settings,
+        common.update_status_args(settings),
+    );
+    let mut pod_labels = invoker_labels.cloned().unwrap_or_default();
+    pod_labels.extend(managed_labels(component));
+    let (service_account, _) = service_account_for(runtime, default_service_account);
+    let pull_secrets = image_pull_secrets(settings, common.invoker_kind, common.invoker_name);
     let mut base_mounts = vec![VolumeMount {
         name: labels::VOLUME_TMP_DIR.to_owned(),
         mount_path: labels::TMP_DIR_MOUNT_PATH.to_owned(),
@@ -296,7 +319,7 @@ fn assemble(parts: JobParts<'_>) -> Job {
     volumes.push(Volume {
         name: labels::VOLUME_PVC_TARGET.to_owned(),
         persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-            claim_name: claim.to_owned(),
+            claim_name: common.reference.name.clone(),
             read_only: None,
         }),
         ..Volume::default()
@@ -504,7 +527,6 @@ pub fn backup_job(
         });
     }
     let invoker = info.invoker;
-    let host = host_of(target.alias.as_ref());
     let mount = target_mount(target.volume_mounts.as_deref());
     let paths = target
         .paths
@@ -517,25 +539,11 @@ pub fn backup_job(
         .namespace
         .as_deref()
         .unwrap_or(namespace);
-    let kind = invoker.kind().to_string();
-    let common = CommonFlags {
-        namespace,
-        backup_session: Some(session_name),
-        invoker_kind: &kind,
-        invoker_name: invoker.name(),
-        reference,
-        target_namespace: info.target_namespace(),
-        enable_cache: info.enable_cache(),
-        repository,
-    };
-    let mut backup_args = vec!["backup-pvc".to_owned()];
-    backup_args.extend(common.flags());
-    backup_args.extend([
-        format!("--hostname={host}"),
+    let mut backup_args = vec![
         format!("--backup-paths={}", paths.join(",")),
         format!("--storage-secret-name={secret}"),
         format!("--storage-secret-namespace={repository_namespace}"),
-    ]);
+    ];
     if let Some(exclude) = target.exclude.as_ref().filter(|e| !e.is_empty()) {
         backup_args.push(format!("--exclude={}", exclude.join(",")));
     }
@@ -543,31 +551,33 @@ pub fn backup_job(
         backup_args.push(format!("--args={}", args.join(" ")));
     }
     backup_args.extend(retention_flags(retention));
-    backup_args.extend(settings.executor_flags());
-    let update_args = common.update_status_args(settings);
-
-    let mut pod_labels = invoker.metadata().labels.clone().unwrap_or_default();
-    pod_labels.extend(managed_labels(labels::COMPONENT_BACKUP));
-    let (service_account, _) = service_account_for(
-        info.runtime_settings,
-        backup_service_account_name(invoker.name()),
-    );
-    Ok(assemble(JobParts {
+    let kind = invoker.kind().to_string();
+    let parts = JobParts {
         name: backup_job_name(session_name, info.index),
         namespace,
         owner,
-        labels: pod_labels,
-        claim: &reference.name,
+        invoker_labels: invoker.metadata().labels.as_ref(),
+        component: labels::COMPONENT_BACKUP,
+        common: CommonFlags {
+            namespace,
+            backup_session: Some(session_name),
+            invoker_kind: &kind,
+            invoker_name: invoker.name(),
+            reference,
+            target_namespace: info.target_namespace(),
+            enable_cache: info.enable_cache(),
+            repository,
+        },
+        function: FUNCTION_PVC_BACKUP,
+        data_args: backup_args,
+        host: host_of(target.alias.as_ref()),
         target_mount: mount,
-        data_container: container(FUNCTION_PVC_BACKUP, 0, settings, backup_args),
-        update_status: container(FUNCTION_UPDATE_STATUS, 1, settings, update_args),
         runtime: info.runtime_settings,
         temp_dir: info.temp_dir,
-        repository,
-        service_account,
-        pull_secrets: image_pull_secrets(settings, invoker.kind().as_str(), invoker.name()),
+        default_service_account: backup_service_account_name(invoker.name()),
         run_as_user: JOB_RUN_AS_USER,
-    }))
+    };
+    Ok(assemble(parts, settings))
 }
 
 /// The restore Job of a RestoreSession whose target is a claim (§9.3, §11.1): owned by the
@@ -613,8 +623,6 @@ pub fn restore_job(
             name: r.map(|r| r.name.clone()).unwrap_or_default(),
         }
     })?;
-    let host = host_of(target.alias.as_ref());
-    let mount = target_mount(target.volume_mounts.as_deref());
     let rules = target
         .rules
         .as_deref()
@@ -622,45 +630,32 @@ pub fn restore_job(
         .or(rs.spec.rules.as_deref())
         .unwrap_or_default();
     let kind = invoker.kind().to_string();
-    let common = CommonFlags {
-        namespace,
-        backup_session: None,
-        invoker_kind: &kind,
-        invoker_name: invoker.name(),
-        reference,
-        target_namespace: info.target_namespace(),
-        enable_cache: info.enable_cache(),
-        repository,
-    };
-    let mut restore_args = vec!["restore-pvc".to_owned()];
-    restore_args.extend(common.flags());
-    restore_args.push(format!("--hostname={host}"));
-    restore_args.extend(rule_flags(rules));
-    restore_args.extend(settings.executor_flags());
-    let update_args = common.update_status_args(settings);
-
-    let mut pod_labels = invoker.metadata().labels.clone().unwrap_or_default();
-    pod_labels.extend(managed_labels(labels::COMPONENT_RESTORE));
-    let (service_account, _) = service_account_for(
-        info.runtime_settings,
-        restore_service_account_name(invoker.name()),
-    );
-    Ok(assemble(JobParts {
+    let parts = JobParts {
         name: restore_job_name(invoker.name(), info.index),
         namespace,
         owner,
-        labels: pod_labels,
-        claim: &reference.name,
-        target_mount: mount,
-        data_container: container(FUNCTION_PVC_RESTORE, 0, settings, restore_args),
-        update_status: container(FUNCTION_UPDATE_STATUS, 1, settings, update_args),
+        invoker_labels: invoker.metadata().labels.as_ref(),
+        component: labels::COMPONENT_RESTORE,
+        common: CommonFlags {
+            namespace,
+            backup_session: None,
+            invoker_kind: &kind,
+            invoker_name: invoker.name(),
+            reference,
+            target_namespace: info.target_namespace(),
+            enable_cache: info.enable_cache(),
+            repository,
+        },
+        function: FUNCTION_PVC_RESTORE,
+        data_args: rule_flags(rules),
+        host: host_of(target.alias.as_ref()),
+        target_mount: target_mount(target.volume_mounts.as_deref()),
         runtime: info.runtime_settings,
         temp_dir: info.temp_dir,
-        repository,
-        service_account,
-        pull_secrets: image_pull_secrets(settings, invoker.kind().as_str(), invoker.name()),
+        default_service_account: restore_service_account_name(invoker.name()),
         run_as_user: 0,
-    }))
+    };
+    Ok(assemble(parts, settings))
 }
 
 /// `<prefix>-<invoker-namespace>-<invoker>`: the Role (and its binding) of a Job executor that reads one

@@ -32,13 +32,15 @@ use stash_api::v1beta1::BackupConfiguration;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span, warn};
 
-use self::apply::{ApplyError, delete_cronjob, delete_trigger, recorded_backup_configuration};
+use self::apply::{delete_cronjob, delete_trigger, recorded_backup_configuration};
 use self::build::BuildError;
 use self::dereference::{DereferenceError, repository_key, storage_secret_name, workload_key};
 use self::release::ReleaseError;
 use self::status::{Report, SidecarOutcome, StatusError};
 use self::validate::{SidecarTarget, ValidateErrors};
 use crate::context::Context;
+use crate::controllers::apply::ApplyError;
+use crate::controllers::deprecation::warn_if_deprecated;
 use crate::invoker::BackupInvoker;
 use crate::workload::Workload;
 
@@ -260,9 +262,8 @@ async fn reconcile_apply(
         && let Some(sidecar) = &resources.sidecar
     {
         tracing::info!(target = %sidecar.workload, "injected the stash sidecar");
-        if sidecar.workload.kind().is_deprecated() {
-            warn_deprecated_target(ctx, &bc, &sidecar.workload).await;
-        }
+        let invoker = BackupInvoker::Configuration(&bc).to_string();
+        warn_if_deprecated(ctx, bc.as_ref(), &invoker, &sidecar.workload, "sidecar").await;
     }
     report.sidecar = match valid.sidecar {
         SidecarTarget::None => SidecarOutcome::NotApplicable,
@@ -323,28 +324,6 @@ async fn owned_cronjobs(
         })
         .map(ResourceExt::name_any)
         .collect())
-}
-
-/// A Warning Event on the BackupConfiguration: its target kind is one Stash dropped (a ReplicaSet, v0.18),
-/// handled as Stash v0.17 did. Sent when the sidecar goes in, so once per injection.
-async fn warn_deprecated_target(ctx: &Context, bc: &BackupConfiguration, workload: &Workload) {
-    let note = format!(
-        "{}: {workload} is a deprecated target (Stash v0.9-v0.17); the sidecar is injected into its pod template and its pods are restarted as Stash v0.17 did; target the Deployment (or StatefulSet/DaemonSet) that owns the pods instead",
-        BackupInvoker::Configuration(bc)
-    );
-    let event = kube::runtime::events::Event {
-        type_: EventType::Warning,
-        reason: "DeprecatedTarget".to_owned(),
-        note: Some(note),
-        action: "Reconcile".to_owned(),
-        secondary: None,
-    };
-    if let Err(err) = ctx.recorder.publish(&event, &bc.object_ref(&())).await {
-        warn!(
-            error = &err as &dyn std::error::Error,
-            "failed to publish the DeprecatedTarget event"
-        );
-    }
 }
 
 /// Deletion (§4.3 step 1): the trigger CronJobs this BackupConfiguration owns, then the sidecar and the

@@ -16,13 +16,11 @@ use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 use stash_api::v1beta1::BackupConfiguration;
 
-use super::apply::{
-    ApplyError, delete_sidecar_rbac, injected_for, recorded_backup_configuration,
-    restart_stale_pods, update_workload,
-};
+use super::apply::{delete_sidecar_rbac, injected_for, recorded_backup_configuration};
 use super::dereference::{get_workload, repository_key, workload_key};
 use crate::build::sidecar::remove_sidecar_from_workload;
 use crate::context::Context;
+use crate::controllers::apply::{ApplyError, restart_stale_pods, update_workload};
 use crate::invoker::BackupInvoker;
 use crate::workload::{Workload, WorkloadKind};
 
@@ -180,7 +178,7 @@ pub async fn release(
 ) -> Result<(), ReleaseError> {
     if injected_for(&workload, bc) {
         remove_sidecar_from_workload(&mut workload, &ctx.settings);
-        update_workload(&ctx.client, &workload).await?;
+        update_workload(&ctx.client, &workload, "removing the stash sidecar").await?;
         restart_stale_pods(&ctx.client, &workload).await?;
         tracing::info!(target = %workload, "removed the stash sidecar");
     }

@@ -4,13 +4,9 @@
 //! (server-side apply, so a second reconcile of the same session changes nothing).
 
 use jiff::Timestamp;
-use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::rbac::v1::ClusterRole;
-use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::{Client, Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
 use stash_api::common::RetentionPolicy;
 use stash_api::condition::ConditionType;
 use stash_api::labels;
@@ -22,6 +18,7 @@ use super::dereference::InvokerObject;
 use super::status::{condition, set_condition};
 use crate::build::job::{BuildJobError, backup_job, backup_job_rbac, is_pvc};
 use crate::build::rbac::ExecutorRbac;
+use crate::controllers::apply::{ApplyError, apply, apply_rbac};
 use crate::settings::Settings;
 
 /// Ensuring the backup Jobs failed.
@@ -50,13 +47,8 @@ pub enum JobError {
         #[source]
         source: kube::Error,
     },
-    #[error("failed to apply {kind} {name}")]
-    Apply {
-        kind: String,
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
 }
 
 /// One claim target's Job and the RBAC it runs with.
@@ -110,59 +102,6 @@ pub fn build(
         .collect()
 }
 
-fn params() -> PatchParams {
-    PatchParams::apply(labels::FIELD_MANAGER_OPERATOR).force()
-}
-
-async fn apply_namespaced<K>(client: &Client, object: &K) -> Result<(), JobError>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Serialize
-        + DeserializeOwned
-        + Clone
-        + std::fmt::Debug,
-{
-    let name = object.name_any();
-    let namespace = object.namespace().unwrap_or_default();
-    Api::<K>::namespaced(client.clone(), &namespace)
-        .patch(&name, &params(), &Patch::Apply(object))
-        .await
-        .map(drop)
-        .map_err(|source| JobError::Apply {
-            kind: K::kind(&()).into_owned(),
-            name: format!("{namespace}/{name}"),
-            source,
-        })
-}
-
-/// Applies an executor's RBAC (roles before the bindings naming them), as the sidecar's is applied.
-pub async fn apply_rbac(client: &Client, rbac: &ExecutorRbac) -> Result<(), JobError> {
-    if let Some(sa) = &rbac.service_account {
-        apply_namespaced(client, sa).await?;
-    }
-    let role = &rbac.cluster_role;
-    Api::<ClusterRole>::all(client.clone())
-        .patch(&role.name_any(), &params(), &Patch::Apply(role))
-        .await
-        .map_err(|source| JobError::Apply {
-            kind: "ClusterRole".to_owned(),
-            name: role.name_any(),
-            source,
-        })?;
-    apply_namespaced(client, &rbac.role_binding).await?;
-    if let Some((role, binding)) = &rbac.repository_access {
-        apply_namespaced(client, role).await?;
-        apply_namespaced(client, binding).await?;
-    }
-    Ok(())
-}
-
-/// Applies a Job: server-side apply of the same object is a no-op, so a session reconciled twice
-/// still has one Job.
-pub async fn apply_job(client: &Client, job: &Job) -> Result<(), JobError> {
-    apply_namespaced(client, job).await
-}
-
 /// Reads the invoker's Repository and applies the backup Job of every claim target of `session`;
 /// returns the Jobs' names.
 pub async fn ensure(
@@ -201,7 +140,8 @@ pub async fn ensure(
     let mut names = Vec::with_capacity(jobs.len());
     for BackupJob { job, rbac } in &jobs {
         apply_rbac(client, rbac).await?;
-        apply_job(client, job).await?;
+        // Server-side apply of the same Job is a no-op, so a session reconciled twice still has one.
+        apply(client, job).await?;
         names.push(job.name_any());
     }
     Ok(names)

@@ -36,6 +36,15 @@ impl HostCounts {
         }
     }
 
+    /// The counts once the executor failed: every host without a final entry never will have one.
+    #[must_use]
+    pub fn unreported_failed(self) -> Self {
+        Self {
+            failed: self.total.saturating_sub(self.succeeded).max(self.failed),
+            ..self
+        }
+    }
+
     /// Every host has a final entry (a session with no host to wait for is never done by itself).
     #[must_use]
     pub fn all_done(self) -> bool {
@@ -50,17 +59,23 @@ pub enum Completion {
     AllHostsDone,
     /// The deadline passed first.
     DeadlineExceeded,
+    /// The restore Job failed before every host was recorded: nothing will record them.
+    JobFailed,
 }
 
-/// Whether the restore is over at `now`: all hosts done wins over a deadline passed at the same time.
+/// Whether the restore is over at `now`: all hosts done wins over a failed Job (whose hosts' own
+/// entries say more) and over a deadline passed at the same time.
 #[must_use]
 pub fn completion(
     hosts: HostCounts,
     deadline: Option<Timestamp>,
+    job_failed: bool,
     now: Timestamp,
 ) -> Option<Completion> {
     if hosts.all_done() {
         Some(Completion::AllHostsDone)
+    } else if job_failed {
+        Some(Completion::JobFailed)
     } else if deadline.is_some_and(|d| d <= now) {
         Some(Completion::DeadlineExceeded)
     } else {
@@ -148,9 +163,9 @@ mod tests {
         };
         let before: Timestamp = "2026-01-01T00:01:59Z".parse().unwrap();
         let after: Timestamp = "2026-01-01T00:02:00Z".parse().unwrap();
-        assert_eq!(completion(hosts, Some(deadline), before), None);
+        assert_eq!(completion(hosts, Some(deadline), false, before), None);
         assert_eq!(
-            completion(hosts, Some(deadline), after),
+            completion(hosts, Some(deadline), false, after),
             Some(Completion::DeadlineExceeded)
         );
         let done = HostCounts {
@@ -158,9 +173,32 @@ mod tests {
             ..hosts
         };
         assert_eq!(
-            completion(done, Some(deadline), after),
+            completion(done, Some(deadline), false, after),
             Some(Completion::AllHostsDone)
         );
+    }
+
+    #[test]
+    fn a_failed_job_ends_the_restore_at_once_unless_its_host_was_recorded() {
+        let hosts = HostCounts {
+            total: 1,
+            ..HostCounts::default()
+        };
+        let now: Timestamp = "2026-01-01T00:00:10Z".parse().unwrap();
+        assert_eq!(
+            completion(hosts, None, true, now),
+            Some(Completion::JobFailed)
+        );
+        assert_eq!(hosts.unreported_failed().failed, 1);
+        let recorded = HostCounts {
+            succeeded: 1,
+            ..hosts
+        };
+        assert_eq!(
+            completion(recorded, None, true, now),
+            Some(Completion::AllHostsDone)
+        );
+        assert_eq!(recorded.unreported_failed().failed, 0);
     }
 
     #[test]

@@ -23,6 +23,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
@@ -39,7 +40,7 @@ use stash_api::v1beta1::RestoreSession;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
-use self::apply::{ApplyError, injected_for, restart_stale_pods, update_workload};
+use self::apply::{REMOVING_INIT_CONTAINER, injected_for};
 use self::build::BuildError;
 use self::completion::{Completion, HostCounts};
 use self::dereference::{DereferenceError, read_workload, repository_key, workload_key};
@@ -48,7 +49,9 @@ use self::status::{Finish, InjectionOutcome, Report, StatusError};
 use self::validate::ValidateErrors;
 use crate::build::init_container::remove_init_container_from_workload;
 use crate::context::Context;
+use crate::controllers::apply::{ApplyError, restart_stale_pods, update_workload};
 use crate::controllers::backup_configuration::dereference::storage_secret_name;
+use crate::controllers::deprecation::warn_if_deprecated;
 use crate::invoker::RestoreInvoker;
 use crate::workload::Workload;
 
@@ -252,14 +255,15 @@ async fn reconcile_apply(rs: Arc<RestoreSession>, ctx: &Context) -> Result<Actio
         }
     };
     match apply::apply(&ctx.client, &resources).await {
-        Ok(true) => info!(target = %valid.workload, "injected the stash-init init-container"),
+        Ok(true) => {
+            info!(target = %valid.workload, "injected the stash-init init-container");
+            let invoker = RestoreInvoker::Session(&rs).to_string();
+            let executor = "stash-init init-container";
+            warn_if_deprecated(ctx, rs.as_ref(), &invoker, &valid.workload, executor).await;
+        }
         Ok(false) => {}
         Err(err) => {
-            let message = format!(
-                "{}: {}",
-                err,
-                kube_error_message(&err).unwrap_or("the API server refused the write")
-            );
+            let message = err.to_string();
             report.injection = InjectionOutcome::Failed {
                 message: message.clone(),
             };
@@ -301,9 +305,10 @@ async fn track_hosts(
         .map(|t| t.0)
         .or_else(|| completion::deadline(rs));
     report.deadline = deadline;
-    let hosts = HostCounts::of(rs, total);
+    let mut hosts = HostCounts::of(rs, total);
+    let job_failed = matches!(report.injection, InjectionOutcome::JobFailed { .. });
 
-    let Some(done) = completion::completion(hosts, deadline, now) else {
+    let Some(done) = completion::completion(hosts, deadline, job_failed, now) else {
         let status = status::desired_status(rs, &report, hosts, now);
         let workload = match &report.injection {
             InjectionOutcome::Injected { workload } => workload.as_str(),
@@ -321,6 +326,9 @@ async fn track_hosts(
         return Ok(Action::requeue(until_deadline));
     };
 
+    if done == Completion::JobFailed {
+        hosts = hosts.unreported_failed();
+    }
     let elapsed = completion::elapsed(rs, now);
     let deadline_exceeded = done == Completion::DeadlineExceeded;
     let succeeded = !deadline_exceeded && hosts.failed == 0;
@@ -344,18 +352,6 @@ async fn track_hosts(
     status::write(ctx, rs, status, event).await?;
     ctx.reset_backoff(&key(rs));
     Ok(Action::await_change())
-}
-
-/// The API server's own message for a refused write, which usually names the field.
-fn kube_error_message(err: &ApplyError) -> Option<&str> {
-    let source = match err {
-        ApplyError::Apply { source, .. } | ApplyError::UpdateWorkload { source, .. } => source,
-        ApplyError::RestartPods { .. } => return None,
-    };
-    match source {
-        kube::Error::Api(status) => Some(status.message.as_str()),
-        _ => None,
-    }
 }
 
 /// The Event of the final write: why it succeeded or failed.
@@ -390,6 +386,9 @@ fn final_event(
     if !failed.is_empty() {
         why.push(format!("host(s) failed: {}", failed.join("; ")));
     }
+    if let InjectionOutcome::JobFailed { message, .. } = &report.injection {
+        why.push(message.clone());
+    }
     if let Some(Err(message)) = finish.map(|f| &f.metrics) {
         why.push(message.clone());
     }
@@ -408,7 +407,7 @@ async fn cleanup(rs: Arc<RestoreSession>, ctx: &Context) -> Result<Action, Recon
         && injected_for(&workload, &rs)
     {
         remove_init_container_from_workload(&mut workload, &ctx.settings);
-        update_workload(&ctx.client, &workload, "removing").await?;
+        update_workload(&ctx.client, &workload, REMOVING_INIT_CONTAINER).await?;
         restart_stale_pods(&ctx.client, &workload).await?;
         info!(target = %workload, "removed the stash-init init-container");
     }
@@ -475,7 +474,10 @@ pub async fn run(
     .touched_objects()
     .for_each(|_| futures::future::ready(()));
 
-    let controller = Controller::new(api::<RestoreSession>(&client, ns), config.clone());
+    // The restore Jobs of claim targets (job model): a failed one concludes its RestoreSession at once.
+    let managed = format!("{}={}", labels::LABEL_MANAGED_BY, labels::MANAGED_BY);
+    let controller = Controller::new(api::<RestoreSession>(&client, ns), config.clone())
+        .owns(api::<Job>(&client, ns), config.clone().labels(&managed));
     let store = controller.store();
     let by_repository = store.clone();
     let by_secret = store.clone();

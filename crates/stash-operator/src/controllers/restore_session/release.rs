@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 use stash_api::v1beta1::RestoreSession;
@@ -19,9 +20,7 @@ use stash_api::v1beta1::RestoreSession;
 use super::dereference::{repository_key, workload_key};
 use crate::build::job::{restore_job_repository_access_name, restores_a_claim};
 use crate::build::rbac::restore_init_container_rbac_names;
-use crate::controllers::backup_configuration::apply::{
-    ApplyError, delete_repository_access, delete_role_binding,
-};
+use crate::controllers::apply::{ApplyError, delete_if_present, delete_repository_access};
 use crate::controllers::backup_configuration::release::another_needs;
 use crate::invoker::RestoreInvoker;
 use crate::workload::WorkloadKind;
@@ -141,7 +140,7 @@ pub async fn release_rbac(
     let needed = still_needed(rs, &workload, &candidates(client, rs, &workload).await?);
     let mut deleted = Vec::new();
     if !needed.binding {
-        delete_role_binding(client, &workload.1, &binding).await?;
+        delete_if_present::<RoleBinding>(client, &workload.1, &binding).await?;
         deleted.push(format!("RoleBinding {}/{binding}", workload.1));
     }
     if !needed.repository_access {

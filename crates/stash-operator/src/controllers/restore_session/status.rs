@@ -24,6 +24,7 @@ pub mod reasons {
     pub const DEADLINE_EXCEEDED: &str = super::reason::FAILED_TO_COMPLETE_WITHIN_DEADLINE;
     pub const JOB_MODEL_UNSUPPORTED: &str = "RestoreJobNotSupported";
     pub const RESTORE_JOB_CREATED: &str = "RestoreJobCreationSucceeded";
+    pub const RESTORE_JOB_FAILED: &str = "RestoreJobFailed";
 }
 
 /// What happened to the init-container.
@@ -37,6 +38,11 @@ pub enum InjectionOutcome {
     /// The restore Job of a PersistentVolumeClaim target is in place.
     JobCreated {
         job: String,
+    },
+    /// The restore Job failed before its host was recorded; `message` says why (Job and pod).
+    JobFailed {
+        job: String,
+        message: String,
     },
     Failed {
         message: String,
@@ -189,12 +195,16 @@ pub fn conditions(rs: &RestoreSession, report: &Report<'_>) -> Vec<Condition> {
             reason::INIT_CONTAINER_INJECTION_SUCCEEDED,
             format!("The stash-init init-container is the first init-container of {workload}."),
         )),
-        InjectionOutcome::JobCreated { job } => out.push(condition(
-            ConditionType::RestoreJobCreated,
-            true,
-            reasons::RESTORE_JOB_CREATED,
-            format!("Restore Job {job} restores the PersistentVolumeClaim."),
-        )),
+        InjectionOutcome::JobCreated { job } => out.push(job_created(job)),
+        InjectionOutcome::JobFailed { job, message } => {
+            out.push(job_created(job));
+            out.push(condition(
+                ConditionType::RestoreCompleted,
+                false,
+                reasons::RESTORE_JOB_FAILED,
+                message.clone(),
+            ));
+        }
         InjectionOutcome::Failed { message } => out.push(condition(
             ConditionType::StashInitContainerInjected,
             false,
@@ -206,6 +216,15 @@ pub fn conditions(rs: &RestoreSession, report: &Report<'_>) -> Vec<Condition> {
         out.extend(finish_conditions(finish));
     }
     out
+}
+
+fn job_created(job: &str) -> Condition {
+    condition(
+        ConditionType::RestoreJobCreated,
+        true,
+        reasons::RESTORE_JOB_CREATED,
+        format!("Restore Job {job} restores the PersistentVolumeClaim."),
+    )
 }
 
 /// `DeadlineExceeded` (only when it was) and `MetricsPushed`.
@@ -236,7 +255,8 @@ fn finish_conditions(finish: &Finish) -> Vec<Condition> {
     out
 }
 
-/// The phase rules of §6.2: Failed when the metrics could not be pushed or the deadline passed;
+/// The phase rules of §6.2: Failed when the metrics could not be pushed, the deadline passed or the
+/// restore Job failed without recording its host;
 /// Pending without conditions, while the Repository, its Secret or the target is missing, or while the
 /// executor is not in place; Invalid when validation failed; once every host reported, Running until
 /// `MetricsPushed` is set, then Succeeded (every host succeeded), Failed (one failed) or Unknown;
@@ -251,7 +271,8 @@ pub fn phase(conditions: &[Condition], hosts: HostCounts) -> RestorePhase {
         return RestorePhase::Pending;
     }
     if has(T::MetricsPushed, False)
-        || (has(T::MetricsPushed, True) && has(T::DeadlineExceeded, True))
+        || (has(T::MetricsPushed, True)
+            && (has(T::DeadlineExceeded, True) || has(T::RestoreCompleted, False)))
     {
         return RestorePhase::Failed;
     }
