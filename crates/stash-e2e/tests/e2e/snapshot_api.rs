@@ -174,9 +174,7 @@ fn install_operator(env: &TestEnv, pushgateway_url: &str) {
 }
 
 fn item_names(list: &str) -> Vec<String> {
-    let list: Value = serde_json::from_str(list).expect("a SnapshotList as JSON");
-    assert_eq!(list["kind"], "SnapshotList");
-    assert_eq!(list["apiVersion"], "repositories.stash.appscode.com/v1alpha1");
+    let list: Value = serde_json::from_str(list).expect("a list as JSON");
     list["items"]
         .as_array()
         .expect("items")
@@ -202,6 +200,19 @@ fn list_and_get(env: &TestEnv, app_names: &[String], db_names: &[String], db_ful
         sorted([app_names, db_names].concat()),
         "kubectl get snapshots lists what restic snapshots lists"
     );
+    // kubectl -o json re-wraps the items in a v1 List; the API's own answer is a SnapshotList.
+    let raw: Value = serde_json::from_str(&kubectl_ok(
+        env,
+        &[
+            "get",
+            "--raw",
+            &format!("/apis/repositories.stash.appscode.com/v1alpha1/namespaces/{NAMESPACE}/snapshots"),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(raw["kind"], "SnapshotList");
+    assert_eq!(raw["apiVersion"], "repositories.stash.appscode.com/v1alpha1");
+    assert_eq!(raw["items"].as_array().map(Vec::len), Some(app_names.len() + db_names.len()));
     let table = kubectl_ok(env, &["get", "snapshots", "-n", NAMESPACE]);
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["NAME", "ID", "REPOSITORY", "HOSTNAME", "CREATED"], "{table}");
@@ -263,7 +274,8 @@ fn kubectl_get_snapshots_lists_what_restic_lists_gets_one_by_name_refuses_a_user
     let pushgateway = Pushgateway::start();
     install_operator(&env, &pushgateway.url());
 
-    let dir = tempfile::tempdir().unwrap();
+    // Not under /tmp: the operator pod has an emptyDir there, which hides the host's /tmp.
+    let dir = tempfile::tempdir_in(paths::repo_root().join("target")).unwrap();
     let app = restic_repository(dir.path(), "app-repo", &["app-0", "app-1"]);
     let db = restic_repository(dir.path(), "db-repo", &["db-0"]);
     kubectl_ok(&env, &["create", "namespace", NAMESPACE]);
