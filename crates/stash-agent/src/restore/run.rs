@@ -59,6 +59,9 @@ pub enum RestoreError {
         #[source]
         source: Box<EngineError>,
     },
+    /// Not [`Self::Engine`]: the engine's hint names `--password-file`, which a pod does not have.
+    #[error("failed to restore {what}: {}", repository::wrong_password_message(location))]
+    WrongPassword { what: String, location: String },
     #[error("{count} entries of {what} could not be restored: {named}")]
     Incomplete {
         what: String,
@@ -280,6 +283,9 @@ async fn restore_one(
     let report = match engine.restore(plan.request(choice), control).await {
         Ok(report) => report,
         Err(EngineError::Cancelled) => return Err(RestoreError::Cancelled),
+        Err(EngineError::WrongPassword { location }) => {
+            return Err(RestoreError::WrongPassword { what, location });
+        }
         Err(source) => {
             return Err(RestoreError::Engine {
                 what,
@@ -435,4 +441,25 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrong_password_names_the_secret_key_and_the_repository_field_not_a_flag() {
+        let err = RestoreError::WrongPassword {
+            what: "the latest snapshot of host-0".to_owned(),
+            location: "s3:http://127.0.0.1:9000/bucket/demo".to_owned(),
+        };
+        let message = error_chain(&err);
+        assert!(
+            message.contains("RESTIC_PASSWORD")
+                && message.contains("spec.backend.storageSecretName")
+                && message.contains("the latest snapshot of host-0"),
+            "{message}"
+        );
+        assert!(!message.contains("--password-file"), "{message}");
+    }
 }

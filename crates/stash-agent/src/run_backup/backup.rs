@@ -80,9 +80,9 @@ pub async fn run(
 /// Repository's storage Secret, not from the flag or file the engine's own hint names.
 fn describe(err: &EngineError) -> String {
     match err {
-        EngineError::WrongPassword { location } => format!(
-            "wrong password for repository `{location}`: RESTIC_PASSWORD of the Repository's storage Secret (spec.backend.storageSecretName) opens no key in keys/; set it to the password the repository was initialised with"
-        ),
+        EngineError::WrongPassword { location } => {
+            crate::repository::wrong_password_message(location)
+        }
         other => error_chain(other),
     }
 }

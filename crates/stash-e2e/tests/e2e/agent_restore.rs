@@ -331,3 +331,56 @@ async fn after_waiting_for_total_hosts_a_snapshot_that_does_not_exist_fails_the_
         "the entry names the snapshot: {error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_whose_password_does_not_open_the_repository_fails_the_host_naming_the_secret_key()
+{
+    let env = TestEnv::shared().await;
+    let ns = env.namespace().await;
+    let client = env.client();
+    let scratch = tempfile::tempdir().expect("a scratch directory");
+    let data = scratch.path().join("data");
+    tree::full(&data, false);
+    let bucket = format!("agent-restore-password-{}", std::process::id());
+    tokio::task::block_in_place(|| backup_with_restic(scratch.path(), &data, &bucket));
+    create_repository(&client, ns.name(), &bucket).await;
+    Api::<Secret>::namespaced(client.clone(), ns.name())
+        .patch(
+            "s3-secret",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"RESTIC_PASSWORD": "not-the-password"}})),
+        )
+        .await
+        .expect("change the Secret's password");
+    create_restore_session(
+        &client,
+        ns.name(),
+        "wrong-password",
+        json!({"paths": [data.display().to_string()]}),
+    )
+    .await;
+    set_total_hosts(&client, ns.name(), "wrong-password").await;
+    let gateway = Pushgateway::start();
+
+    let out = tokio::task::block_in_place(|| {
+        output(init_container(
+            env,
+            ns.name(),
+            "wrong-password",
+            scratch.path(),
+            &gateway.url(),
+            "stash-demo-6d4c8b9f7-x2x9q",
+        ))
+    });
+    assert!(!out.status.success(), "a failed restore exits non-zero");
+    let entry = host_entry(&client, ns.name(), "wrong-password").await;
+    assert_eq!(entry.phase, Some(HostRestorePhase::Failed), "{entry:?}");
+    let error = entry.error.unwrap_or_default();
+    assert!(
+        error.contains("wrong password")
+            && error.contains("RESTIC_PASSWORD")
+            && error.contains("spec.backend.storageSecretName")
+            && !error.contains("--password-file"),
+        "the entry names the Secret key and the Repository field, not a flag: {error}"
+    );
+}
