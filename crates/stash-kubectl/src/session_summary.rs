@@ -190,7 +190,7 @@ mod tests {
 
     use super::{failure_reason, render};
 
-    fn session(status: serde_json::Value) -> BackupSession {
+    fn session(status: &serde_json::Value) -> BackupSession {
         serde_json::from_value(json!({
             "apiVersion": "stash.appscode.com/v1beta1", "kind": "BackupSession",
             "metadata": {"name": "deployment-backup-1700000000", "namespace": "demo"},
@@ -203,7 +203,7 @@ mod tests {
 
     #[test]
     fn a_succeeded_session_prints_its_duration_every_host_and_its_snapshots() {
-        let s = session(json!({
+        let s = session(&json!({
             "phase": "Succeeded", "sessionDuration": "43s",
             "targets": [{"ref": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "db"},
                          "totalHosts": 2, "phase": "Succeeded",
@@ -233,7 +233,7 @@ mod tests {
 
     #[test]
     fn a_skipped_session_is_explained_by_its_backup_skipped_condition() {
-        let s = session(json!({
+        let s = session(&json!({
             "phase": "Skipped",
             "conditions": [
                 {"type": "BackupSkipped", "status": "True", "reason": "SkippedTakingNewBackup",
@@ -251,7 +251,7 @@ mod tests {
 
     #[test]
     fn a_failed_session_names_the_failed_hosts_and_the_conditions_that_failed() {
-        let s = session(json!({
+        let s = session(&json!({
             "phase": "Failed",
             "conditions": [
                 {"type": "BackendRepositoryInitialized", "status": "True"},

@@ -16,7 +16,7 @@ use stash_api::v1alpha1::Repository;
 use stash_api::v1beta1::{BackupConfiguration, BackupSession};
 use stash_testenv::pushgateway::Pushgateway;
 use stash_testenv::wait::wait_for;
-use stash_testenv::{TestEnv, paths, s3, tree};
+use stash_testenv::{TestEnv, TestNamespace, paths, s3, tree};
 
 use crate::TIMEOUT;
 use crate::operator::Operator;
@@ -266,6 +266,143 @@ async fn the_repository_verbs_list_download_check_and_unlock_a_restic_repository
     );
 }
 
+/// `pause backup` / `resume backup` set `spec.paused` and the operator suspends and resumes the
+/// trigger CronJob.
+async fn pause_and_resume_flip_the_trigger_cronjob(
+    client: &kube::Client,
+    ns: &str,
+    plugin: &Plugin,
+    bcs: &Api<BackupConfiguration>,
+) {
+    let cronjobs = Api::<CronJob>::namespaced(client.clone(), ns);
+    let suspended = |want: bool| {
+        let cronjobs = cronjobs.clone();
+        async move {
+            wait_for(
+                &format!("CronJob stash-trigger-deployment-backup with suspend {want}"),
+                TIMEOUT,
+                || async {
+                    let cronjob = cronjobs
+                        .get("stash-trigger-deployment-backup")
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let suspend = cronjob.spec.suspend;
+                    if suspend == Some(want) {
+                        Ok(())
+                    } else {
+                        Err(format!("suspend {suspend:?}"))
+                    }
+                },
+            )
+            .await;
+        }
+    };
+    let paused = || async {
+        bcs.get("deployment-backup")
+            .await
+            .expect("get the BackupConfiguration")
+            .spec
+            .paused
+    };
+    suspended(false).await;
+    plugin.run(&["pause", "backup", "--backupconfig=deployment-backup"]);
+    assert_eq!(paused().await, Some(true));
+    suspended(true).await;
+    plugin.run(&["resume", "backup", "--backupconfig=deployment-backup"]);
+    assert_eq!(paused().await, Some(false));
+    suspended(false).await;
+}
+
+/// The Repository `gcs-repo` (never dialled), its Secret, the Deployment `stash-demo` and Stash's
+/// example BackupConfiguration `deployment-backup` of it.
+async fn gcs_deployment_and_its_backup_configuration(
+    client: &kube::Client,
+    ns: &str,
+) -> Api<BackupConfiguration> {
+    crate::create_gcs_repository(client, ns).await;
+    create::<Secret>(
+        client,
+        ns,
+        json!({
+            "metadata": {"name": "gcs-secret"},
+            "stringData": {"RESTIC_PASSWORD": "changeit", "GOOGLE_PROJECT_ID": "e2e"}
+        }),
+    )
+    .await;
+    create::<Deployment>(client, ns, json!({
+        "metadata": {"name": "stash-demo", "labels": {"app": "stash-demo"}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "stash-demo"}},
+            "template": {
+                "metadata": {"labels": {"app": "stash-demo"}},
+                "spec": {
+                    "containers": [{"name": "busybox", "image": "busybox",
+                                    "volumeMounts": [{"name": "source-data", "mountPath": "/source/data"}]}],
+                    "volumes": [{"name": "source-data", "emptyDir": {}}]
+                }
+            }
+        }
+    }))
+    .await;
+    let mut bc: BackupConfiguration = serde_yaml::from_str(EXAMPLE).expect("the example parses");
+    bc.metadata.namespace = Some(ns.to_owned());
+    let bcs = Api::<BackupConfiguration>::namespaced(client.clone(), ns);
+    bcs.create(&PostParams::default(), &bc)
+        .await
+        .expect("create the BackupConfiguration");
+    bcs
+}
+
+/// The Repository `gcs-repo` (as Stash's example names it) on moto's S3, its Secret, and the
+/// Deployment `stash-demo` whose pods run with their service account, with a file in its volume.
+async fn s3_repository_and_a_deployment_with_data(client: &kube::Client, ns: &TestNamespace) {
+    let bucket = ns.name().to_owned();
+    s3::shared().create_bucket(&bucket);
+    let mut secret = serde_json::Map::new();
+    secret.insert("RESTIC_PASSWORD".into(), PASSWORD.into());
+    for (key, value) in s3::env() {
+        secret.insert(key.into(), value.into());
+    }
+    create::<Secret>(
+        client,
+        ns,
+        json!({"metadata": {"name": "s3-secret"}, "stringData": secret}),
+    )
+    .await;
+    create::<Repository>(client, ns, json!({
+        "apiVersion": "stash.appscode.com/v1alpha1", "kind": "Repository",
+        "metadata": {"name": "gcs-repo"},
+        "spec": {"backend": {"s3": {"endpoint": s3::shared().endpoint(), "bucket": bucket, "prefix": "trigger"},
+                             "storageSecretName": "s3-secret"}}
+    }))
+    .await;
+    let source = ns.pvc_dir("stash-demo-data");
+    tree::write(
+        &source.join("note.txt"),
+        b"backed up through kubectl stash trigger\n",
+    );
+    // Pods run with their service account's token, so the sidecar has the RBAC the operator grants.
+    let identity = json!({ stash_testenv::pod_runner::IDENTITY_ANNOTATION: "service-account" });
+    create::<Deployment>(client, ns, json!({
+        "metadata": {"name": "stash-demo", "labels": {"app": "stash-demo"}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "stash-demo"}},
+            "template": {
+                "metadata": {"labels": {"app": "stash-demo"}, "annotations": identity},
+                "spec": {
+                    "containers": [{"name": "busybox", "image": "busybox", "command": ["sleep", "3600"],
+                                    "volumeMounts": [{"name": "source-data", "mountPath": "/source/data"}]}],
+                    "volumes": [{"name": "source-data",
+                                 "persistentVolumeClaim": {"claimName": "stash-demo-data"}}]
+                }
+            }
+        }
+    }))
+    .await;
+}
+
 /// Waits until BackupConfiguration `name` is Ready: a session of an invoker that is not is
 /// Skipped (§9.2).
 async fn wait_ready(bcs: &Api<BackupConfiguration>, name: &str) {
@@ -290,38 +427,7 @@ async fn trigger_no_wait_creates_a_backup_session_a_waiting_trigger_names_why_it
     let ns = env.namespace().await;
     let client = env.client();
     let pushgateway = Pushgateway::start();
-    crate::create_gcs_repository(&client, &ns).await;
-    create::<Secret>(
-        &client,
-        &ns,
-        json!({
-            "metadata": {"name": "gcs-secret"},
-            "stringData": {"RESTIC_PASSWORD": "changeit", "GOOGLE_PROJECT_ID": "e2e"}
-        }),
-    )
-    .await;
-    create::<Deployment>(&client, &ns, json!({
-        "metadata": {"name": "stash-demo", "labels": {"app": "stash-demo"}},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": "stash-demo"}},
-            "template": {
-                "metadata": {"labels": {"app": "stash-demo"}},
-                "spec": {
-                    "containers": [{"name": "busybox", "image": "busybox",
-                                    "volumeMounts": [{"name": "source-data", "mountPath": "/source/data"}]}],
-                    "volumes": [{"name": "source-data", "emptyDir": {}}]
-                }
-            }
-        }
-    }))
-    .await;
-    let mut bc: BackupConfiguration = serde_yaml::from_str(EXAMPLE).expect("the example parses");
-    bc.metadata.namespace = Some(ns.name().to_owned());
-    let bcs = Api::<BackupConfiguration>::namespaced(client.clone(), &ns);
-    bcs.create(&PostParams::default(), &bc)
-        .await
-        .expect("create the BackupConfiguration");
+    let bcs = gcs_deployment_and_its_backup_configuration(&client, &ns).await;
     // The image is one the pod runner does not run: the session this test triggers stays Running.
     let operator = Operator::start(client.clone(), &ns, |c| {
         c.pushgateway_url = pushgateway.url();
@@ -384,43 +490,7 @@ async fn trigger_no_wait_creates_a_backup_session_a_waiting_trigger_names_why_it
         "{stderr}"
     );
 
-    let cronjobs = Api::<CronJob>::namespaced(client.clone(), &ns);
-    let suspended = |want: bool| {
-        let cronjobs = cronjobs.clone();
-        async move {
-            wait_for(
-                &format!("CronJob stash-trigger-deployment-backup with suspend {want}"),
-                TIMEOUT,
-                || async {
-                    let cronjob = cronjobs
-                        .get("stash-trigger-deployment-backup")
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    let suspend = cronjob.spec.suspend;
-                    if suspend == Some(want) {
-                        Ok(())
-                    } else {
-                        Err(format!("suspend {suspend:?}"))
-                    }
-                },
-            )
-            .await;
-        }
-    };
-    let paused = || async {
-        bcs.get("deployment-backup")
-            .await
-            .expect("get the BackupConfiguration")
-            .spec
-            .paused
-    };
-    suspended(false).await;
-    plugin.run(&["pause", "backup", "--backupconfig=deployment-backup"]);
-    assert_eq!(paused().await, Some(true));
-    suspended(true).await;
-    plugin.run(&["resume", "backup", "--backupconfig=deployment-backup"]);
-    assert_eq!(paused().await, Some(false));
-    suspended(false).await;
+    pause_and_resume_flip_the_trigger_cronjob(&client, &ns, &plugin, &bcs).await;
     operator.stop().await;
 }
 
@@ -433,50 +503,7 @@ async fn trigger_waits_for_a_real_backup_and_prints_succeeded_with_the_host_and_
     let ns = env.namespace().await;
     let client = env.client();
     let pushgateway = Pushgateway::start();
-    let bucket = ns.name().to_owned();
-    s3::shared().create_bucket(&bucket);
-    let mut secret = serde_json::Map::new();
-    secret.insert("RESTIC_PASSWORD".into(), PASSWORD.into());
-    for (key, value) in s3::env() {
-        secret.insert(key.into(), value.into());
-    }
-    create::<Secret>(
-        &client,
-        &ns,
-        json!({"metadata": {"name": "s3-secret"}, "stringData": secret}),
-    )
-    .await;
-    create::<Repository>(&client, &ns, json!({
-        "apiVersion": "stash.appscode.com/v1alpha1", "kind": "Repository",
-        "metadata": {"name": "gcs-repo"},
-        "spec": {"backend": {"s3": {"endpoint": s3::shared().endpoint(), "bucket": bucket, "prefix": "trigger"},
-                             "storageSecretName": "s3-secret"}}
-    }))
-    .await;
-    let source = ns.pvc_dir("stash-demo-data");
-    tree::write(
-        &source.join("note.txt"),
-        b"backed up through kubectl stash trigger\n",
-    );
-    // Pods run with their service account's token, so the sidecar has the RBAC the operator grants.
-    let identity = json!({ stash_testenv::pod_runner::IDENTITY_ANNOTATION: "service-account" });
-    create::<Deployment>(&client, &ns, json!({
-        "metadata": {"name": "stash-demo", "labels": {"app": "stash-demo"}},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": "stash-demo"}},
-            "template": {
-                "metadata": {"labels": {"app": "stash-demo"}, "annotations": identity},
-                "spec": {
-                    "containers": [{"name": "busybox", "image": "busybox", "command": ["sleep", "3600"],
-                                    "volumeMounts": [{"name": "source-data", "mountPath": "/source/data"}]}],
-                    "volumes": [{"name": "source-data",
-                                 "persistentVolumeClaim": {"claimName": "stash-demo-data"}}]
-                }
-            }
-        }
-    }))
-    .await;
+    s3_repository_and_a_deployment_with_data(&client, &ns).await;
     let mut bc: BackupConfiguration = serde_yaml::from_str(EXAMPLE).expect("the example parses");
     bc.metadata.namespace = Some(ns.name().to_owned());
     let bcs = Api::<BackupConfiguration>::namespaced(client.clone(), &ns);
