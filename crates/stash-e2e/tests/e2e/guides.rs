@@ -9,24 +9,20 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DynamicObject, ListParams, PostParams};
+use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
-use serde_json::{Value, json};
-use stash_api::phase::{BackupInvokerPhase, BackupSessionPhase, RestorePhase};
-use stash_api::v1alpha1::Repository;
-use stash_api::v1beta1::{BackupConfiguration, BackupSession, RestoreSession};
+use serde_json::json;
+use stash_api::v1beta1::{BackupConfiguration, RestoreSession};
 use stash_testenv::pushgateway::Pushgateway;
-use stash_testenv::{TestEnv, TestNamespace, restic, s3, tree, wait_for};
+use stash_testenv::{TestEnv, TestNamespace, s3, tree};
 
 use crate::operator::Operator;
+use crate::support::{
+    S3Repository, create, example, service_account_identity, trigger_and_wait, wait_restored,
+};
 
-/// A whole backup and restore on two shared cores: generous on purpose.
-const FLOW_TIMEOUT: Duration = Duration::from_mins(4);
 const PASSWORD: &str = "guide-password";
 
 /// Which guide: the workload kind and the hosts that back up (§8.5).
@@ -89,13 +85,13 @@ async fn run(guide: Guide) {
     let pushgateway = Pushgateway::start();
     let bucket = ns.name().to_owned();
     s3::shared().create_bucket(&bucket);
-    create_repository(&client, &ns, &bucket).await;
-    let operator = Operator::start(client.clone(), &ns, |c| {
-        "stash-rs".clone_into(&mut c.docker_registry);
-        "stash".clone_into(&mut c.image);
-        c.pushgateway_url = pushgateway.url();
-        c.leader_election = None;
-    });
+    let repository = S3Repository {
+        bucket: &bucket,
+        prefix: "guide",
+        password: PASSWORD,
+    };
+    repository.create(&client, &ns).await;
+    let operator = Operator::start_running_stash(client.clone(), &ns, pushgateway.url());
 
     let sources = source_volumes(&guide, &ns);
     for (i, dir) in sources.iter().enumerate() {
@@ -103,7 +99,7 @@ async fn run(guide: Guide) {
         tree::write(&dir.join("host.txt"), format!("volume {i}\n").as_bytes());
     }
     create_workload(&client, &ns, guide.kind, "stash-demo").await;
-    let bc = create_from_example::<BackupConfiguration>(&client, &ns, guide.backup_example).await;
+    let bc: BackupConfiguration = create(&client, &ns, example(guide.backup_example)).await;
 
     let session = trigger_and_wait(&client, &ns, &bc.name_any()).await;
     let stats = session.status.as_ref().and_then(|s| s.targets.as_ref());
@@ -119,7 +115,7 @@ async fn run(guide: Guide) {
         "the hosts of the session, as §8.5 names them"
     );
     assert_eq!(
-        snapshot_hosts(&bucket, &ns),
+        repository.snapshot_hosts(),
         hosts,
         "restic lists one snapshot per host"
     );
@@ -129,7 +125,7 @@ async fn run(guide: Guide) {
         std::fs::rename(dir, dir.with_extension("orig")).expect("move the source away");
     }
     create_workload(&client, &ns, guide.kind, "stash-recovered").await;
-    let restore = create_from_example::<RestoreSession>(&client, &ns, guide.restore_example).await;
+    let restore: RestoreSession = create(&client, &ns, example(guide.restore_example)).await;
     wait_restored(&client, &ns, &restore.name_any()).await;
     for (source, restored) in sources.iter().zip(recovered_volumes(&guide, &ns)) {
         tree::assert_same(&source.with_extension("orig"), &restored);
@@ -154,40 +150,6 @@ fn volumes(guide: &Guide, ns: &TestNamespace, workload: &str) -> Vec<PathBuf> {
         "DaemonSet" => vec![ns.host_path(&format!("/stash-e2e/{}/{workload}", ns.name()))],
         _ => vec![ns.pvc_dir(&format!("{workload}-data"))],
     }
-}
-
-async fn create_repository(client: &Client, ns: &str, bucket: &str) {
-    let mut data = serde_json::Map::new();
-    data.insert("RESTIC_PASSWORD".into(), PASSWORD.into());
-    for (key, value) in s3::env() {
-        data.insert(key.into(), value.into());
-    }
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "s3-secret"}, "stringData": data
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("create Secret s3-secret");
-    let repository: Repository = serde_json::from_value(json!({
-        "apiVersion": "stash.appscode.com/v1alpha1", "kind": "Repository",
-        "metadata": {"name": "gcs-repo"},
-        "spec": {"backend": {
-            "s3": {"endpoint": s3::shared().endpoint(), "bucket": bucket, "prefix": "guide"},
-            "storageSecretName": "s3-secret"}}
-    }))
-    .unwrap();
-    Api::<Repository>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &repository)
-        .await
-        .expect("create the Repository the guides name (gcs-repo, here on S3)");
-}
-
-/// Pods run with their service account's token, so the RBAC the operator grants the sidecar, the
-/// init-container and the trigger is what they get: a missing permission fails the guide.
-fn service_account_identity() -> Value {
-    json!({ stash_testenv::pod_runner::IDENTITY_ANNOTATION: "service-account" })
 }
 
 /// The guide's workload: one busybox container with the `source-data` volume at `/source/data`.
@@ -231,144 +193,6 @@ async fn create_workload(client: &Client, ns: &TestNamespace, kind: &str, name: 
     )
     .await
     .unwrap_or_else(|e| panic!("create {kind} {name}: {e}"));
-}
-
-/// Creates the guide's object in `ns`, naming the Repository as the guides do.
-async fn create_from_example<K>(client: &Client, ns: &str, example: &str) -> K
-where
-    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::Serialize
-        + serde::de::DeserializeOwned,
-{
-    let mut object: Value = serde_yaml::from_str(example).expect("the example parses");
-    object["metadata"]["namespace"] = json!(ns);
-    let object: K = serde_json::from_value(object).expect("the example is a valid object");
-    Api::<K>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &object)
-        .await
-        .unwrap_or_else(|e| panic!("create {}: {e}", object.name_any()))
-}
-
-/// Runs the trigger as a user would (`kubectl create job --from=cronjob/…`) once the operator made the
-/// CronJob, then waits for the session to succeed.
-async fn trigger_and_wait(client: &Client, ns: &str, invoker: &str) -> BackupSession {
-    // A session of an invoker that is not Ready yet is Skipped (§9.2), as in Stash.
-    let bcs: Api<BackupConfiguration> = Api::namespaced(client.clone(), ns);
-    wait_for(
-        &format!("BackupConfiguration {invoker} to be Ready"),
-        FLOW_TIMEOUT,
-        || async {
-            let bc = bcs.get(invoker).await.map_err(|e| e.to_string())?;
-            match bc.status.as_ref().and_then(|s| s.phase) {
-                Some(BackupInvokerPhase::Ready) => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await;
-    let cronjobs: Api<CronJob> = Api::namespaced(client.clone(), ns);
-    let cronjob = wait_for(
-        "the operator to create the trigger CronJob",
-        FLOW_TIMEOUT,
-        || async {
-            cronjobs
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| e.to_string())?
-                .items
-                .into_iter()
-                .next()
-                .ok_or_else(|| "no CronJob yet".to_owned())
-        },
-    )
-    .await;
-    let mut template = cronjob.spec.job_template;
-    if let Some(pod) = template.spec.as_mut().map(|s| &mut s.template) {
-        pod.metadata.get_or_insert_default().annotations =
-            serde_json::from_value(service_account_identity()).unwrap();
-    }
-    let job = Job {
-        metadata: kube::api::ObjectMeta {
-            name: Some("manual-trigger".into()),
-            labels: template.metadata.as_ref().and_then(|m| m.labels.clone()),
-            ..Default::default()
-        },
-        spec: template.spec,
-        status: None,
-    };
-    Api::<Job>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &job)
-        .await
-        .expect("create a Job from the trigger CronJob");
-    let sessions: Api<BackupSession> = Api::namespaced(client.clone(), ns);
-    wait_for(
-        &format!("a BackupSession of {invoker} to succeed"),
-        FLOW_TIMEOUT,
-        || async {
-            let list = sessions
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| e.to_string())?;
-            let session = list
-                .items
-                .into_iter()
-                .next()
-                .ok_or_else(|| "no BackupSession yet".to_owned())?;
-            let phase = session.status.as_ref().and_then(|s| s.phase);
-            match phase {
-                Some(BackupSessionPhase::Succeeded) => Ok(session),
-                Some(BackupSessionPhase::Failed | BackupSessionPhase::Skipped) => {
-                    panic!("the session ended {phase:?}: {:#?}", session.status)
-                }
-                _ => Err(format!("{:?}", session.status)),
-            }
-        },
-    )
-    .await
-}
-
-async fn wait_restored(client: &Client, ns: &str, name: &str) {
-    let sessions: Api<RestoreSession> = Api::namespaced(client.clone(), ns);
-    wait_for(
-        &format!("RestoreSession {name} to succeed"),
-        FLOW_TIMEOUT,
-        || async {
-            let session = sessions.get(name).await.map_err(|e| e.to_string())?;
-            let phase = session.status.as_ref().and_then(|s| s.phase);
-            match phase {
-                Some(RestorePhase::Succeeded) => Ok(()),
-                Some(RestorePhase::Failed | RestorePhase::Invalid) => {
-                    panic!("the restore ended {phase:?}: {:#?}", session.status)
-                }
-                _ => Err(format!("{:?}", session.status)),
-            }
-        },
-    )
-    .await;
-}
-
-/// The hosts of the snapshots restic (Debian's, the oracle) sees in the repository.
-fn snapshot_hosts(bucket: &str, ns: &str) -> BTreeSet<String> {
-    let dir = tempfile::tempdir().unwrap();
-    let out = restic::command_with_password(dir.path(), PASSWORD)
-        .envs(s3::env())
-        .args(["--no-lock", "--json", "-r"])
-        .arg(s3::shared().repository(bucket, "guide"))
-        .arg("snapshots")
-        .output()
-        .expect("run restic snapshots");
-    assert!(
-        out.status.success(),
-        "restic snapshots in namespace {ns}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let snapshots: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    snapshots
-        .iter()
-        .filter_map(|s| s["hostname"].as_str().map(str::to_owned))
-        .collect()
 }
 
 /// The session, host and repository gauges Stash pushes (§13), with the invoker's labels.

@@ -9,26 +9,55 @@
 #![allow(clippy::doc_markdown)]
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
-use kube::api::{Api, ListParams, PostParams};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
-use serde_json::{Value, json};
-use stash_api::phase::{BackupInvokerPhase, BackupSessionPhase, RestorePhase};
-use stash_api::v1alpha1::Repository;
-use stash_api::v1beta1::{BackupConfiguration, BackupSession, RestoreSession};
+use serde_json::json;
+use stash_api::condition::ConditionType;
+use stash_api::phase::RestorePhase;
+use stash_api::v1beta1::{BackupConfiguration, RestoreSession};
 use stash_testenv::pushgateway::Pushgateway;
-use stash_testenv::{TestEnv, restic, s3, tree, wait_for};
+use stash_testenv::{TestEnv, s3, tree};
 
 use crate::operator::Operator;
+use crate::support::{
+    S3Repository, create, example, service_account_identity, trigger_and_wait, wait_restore_final,
+    wait_restored,
+};
 
-/// A whole backup and restore on two shared cores: generous on purpose.
-const FLOW_TIMEOUT: Duration = Duration::from_mins(4);
 const PASSWORD: &str = "job-model-password";
 const SOURCE_CLAIM: &str = "nfs-pvc";
 const RESTORED_CLAIM: &str = "restored-pvc";
+const BACKUP_EXAMPLE: &str = include_str!(
+    "../../../stash-api/tests/fixtures/stash-examples/backupconfiguration-pvc-job-model.yaml"
+);
+const RESTORE_EXAMPLE: &str = include_str!(
+    "../../../stash-api/tests/fixtures/stash-examples/restoresession-pvc-job-model.yaml"
+);
+/// A restore Job that fails ends its RestoreSession when the Job does, long before any deadline; this
+/// leaves room for a pod start on two busy cores.
+const FAILED_RESTORE_WITHIN: Duration = Duration::from_mins(1);
+
+fn repository(bucket: &str) -> S3Repository<'_> {
+    S3Repository {
+        bucket,
+        prefix: "pvc",
+        password: PASSWORD,
+    }
+}
+
+/// Stash's PVC RestoreSession example restoring into claim `RESTORED_CLAIM`, its Job running with the
+/// service account the operator binds.
+async fn create_restore_session(client: &Client, ns: &str) -> RestoreSession {
+    create_claim(client, ns, RESTORED_CLAIM).await;
+    let mut rs = example(RESTORE_EXAMPLE);
+    rs["spec"]["target"]["ref"]["name"] = json!(RESTORED_CLAIM);
+    rs["spec"]["runtimeSettings"] = json!({"pod": {"podAnnotations": service_account_identity()}});
+    create(client, ns, rs).await
+}
 
 #[tokio::test]
 async fn a_standalone_pvc_is_backed_up_and_restored_through_the_job_model() {
@@ -38,22 +67,15 @@ async fn a_standalone_pvc_is_backed_up_and_restored_through_the_job_model() {
     let pushgateway = Pushgateway::start();
     let bucket = ns.name().to_owned();
     s3::shared().create_bucket(&bucket);
-    create_repository(&client, &ns, &bucket).await;
-    let operator = Operator::start(client.clone(), &ns, |c| {
-        "stash-rs".clone_into(&mut c.docker_registry);
-        "stash".clone_into(&mut c.image);
-        c.pushgateway_url = pushgateway.url();
-        c.leader_election = None;
-    });
+    repository(&bucket).create(&client, &ns).await;
+    let operator = Operator::start_running_stash(client.clone(), &ns, pushgateway.url());
 
     create_claim(&client, &ns, SOURCE_CLAIM).await;
     let source = ns.pvc_dir(SOURCE_CLAIM);
     tree::full(&source, false);
     tree::write(&source.join("claim.txt"), b"a standalone claim\n");
 
-    let mut bc = example(include_str!(
-        "../../../stash-api/tests/fixtures/stash-examples/backupconfiguration-pvc-job-model.yaml"
-    ));
+    let mut bc = example(BACKUP_EXAMPLE);
     // Job pods run with the service account the operator binds, so its RBAC is what they get.
     bc["spec"]["runtimeSettings"] = json!({"pod": {"podAnnotations": service_account_identity()}});
     let bc: BackupConfiguration = create(&client, &ns, bc).await;
@@ -79,7 +101,7 @@ async fn a_standalone_pvc_is_backed_up_and_restored_through_the_job_model() {
         "the backup Job is owned by its BackupSession"
     );
     assert_eq!(
-        snapshot_hosts(&bucket, &ns),
+        repository(&bucket).snapshot_hosts(),
         BTreeSet::from(["host-0".to_owned()]),
         "restic lists the claim's snapshot under host-0"
     );
@@ -91,40 +113,10 @@ async fn a_standalone_pvc_is_backed_up_and_restored_through_the_job_model() {
         "update-status pushed the host's metrics: {host_success:?}"
     );
 
-    create_claim(&client, &ns, RESTORED_CLAIM).await;
-    let mut rs = example(include_str!(
-        "../../../stash-api/tests/fixtures/stash-examples/restoresession-pvc-job-model.yaml"
-    ));
-    rs["spec"]["target"]["ref"]["name"] = json!(RESTORED_CLAIM);
-    rs["spec"]["runtimeSettings"] = json!({"pod": {"podAnnotations": service_account_identity()}});
-    let rs: RestoreSession = create(&client, &ns, rs).await;
+    let rs = create_restore_session(&client, &ns).await;
     wait_restored(&client, &ns, &rs.name_any()).await;
     tree::assert_same(&source, &ns.pvc_dir(RESTORED_CLAIM));
     operator.stop().await;
-}
-
-fn service_account_identity() -> Value {
-    json!({ stash_testenv::pod_runner::IDENTITY_ANNOTATION: "service-account" })
-}
-
-fn example(yaml: &str) -> Value {
-    serde_yaml::from_str(yaml).expect("the example parses")
-}
-
-async fn create<K>(client: &Client, ns: &str, mut object: Value) -> K
-where
-    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::Serialize
-        + serde::de::DeserializeOwned,
-{
-    object["metadata"]["namespace"] = json!(ns);
-    let object: K = serde_json::from_value(object).expect("the example is a valid object");
-    Api::<K>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &object)
-        .await
-        .unwrap_or_else(|e| panic!("create {}: {e}", object.name_any()))
 }
 
 async fn create_claim(client: &Client, ns: &str, name: &str) {
@@ -139,148 +131,61 @@ async fn create_claim(client: &Client, ns: &str, name: &str) {
         .unwrap_or_else(|e| panic!("create PersistentVolumeClaim {name}: {e}"));
 }
 
-async fn create_repository(client: &Client, ns: &str, bucket: &str) {
-    let mut data = serde_json::Map::new();
-    data.insert("RESTIC_PASSWORD".into(), PASSWORD.into());
-    for (key, value) in s3::env() {
-        data.insert(key.into(), value.into());
-    }
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "s3-secret"}, "stringData": data
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("create Secret s3-secret");
-    let repository: Repository = serde_json::from_value(json!({
-        "apiVersion": "stash.appscode.com/v1alpha1", "kind": "Repository",
-        "metadata": {"name": "gcs-repo"},
-        "spec": {"backend": {
-            "s3": {"endpoint": s3::shared().endpoint(), "bucket": bucket, "prefix": "pvc"},
-            "storageSecretName": "s3-secret"}}
-    }))
-    .unwrap();
-    Api::<Repository>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &repository)
-        .await
-        .expect("create the Repository the examples name (gcs-repo, here on S3)");
-}
+#[tokio::test]
+async fn a_restore_job_that_cannot_open_the_repository_fails_its_restore_session_at_once_naming_the_password_key()
+ {
+    let env = TestEnv::shared().await;
+    let ns = env.namespace().await;
+    let client = env.client();
+    let pushgateway = Pushgateway::start();
+    let bucket = ns.name().to_owned();
+    s3::shared().create_bucket(&bucket);
+    let repository = repository(&bucket);
+    // The repository exists, initialised with another password than the Secret holds.
+    repository.restic("another-password", &["init"]);
+    repository.create(&client, &ns).await;
+    let operator = Operator::start_running_stash(client.clone(), &ns, pushgateway.url());
 
-/// Runs the trigger as a user would (`kubectl create job --from=cronjob/…`) once the
-/// BackupConfiguration is Ready, then waits for the session to succeed.
-async fn trigger_and_wait(client: &Client, ns: &str, invoker: &str) -> BackupSession {
-    let bcs: Api<BackupConfiguration> = Api::namespaced(client.clone(), ns);
-    wait_for(
-        &format!("BackupConfiguration {invoker} to be Ready"),
-        FLOW_TIMEOUT,
-        || async {
-            let bc = bcs.get(invoker).await.map_err(|e| e.to_string())?;
-            match bc.status.as_ref().and_then(|s| s.phase) {
-                Some(BackupInvokerPhase::Ready) => Ok(()),
-                other => Err(format!("{other:?}: {:?}", bc.status)),
-            }
-        },
-    )
-    .await;
-    let cronjobs: Api<CronJob> = Api::namespaced(client.clone(), ns);
-    let cronjob = wait_for(
-        "the operator to create the trigger CronJob",
-        FLOW_TIMEOUT,
-        || async {
-            cronjobs
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| e.to_string())?
-                .items
-                .into_iter()
-                .next()
-                .ok_or_else(|| "no CronJob yet".to_owned())
-        },
-    )
-    .await;
-    let mut template = cronjob.spec.job_template;
-    if let Some(pod) = template.spec.as_mut().map(|s| &mut s.template) {
-        pod.metadata.get_or_insert_default().annotations =
-            serde_json::from_value(service_account_identity()).unwrap();
-    }
-    let job = Job {
-        metadata: kube::api::ObjectMeta {
-            name: Some("manual-trigger".into()),
-            labels: template.metadata.as_ref().and_then(|m| m.labels.clone()),
-            ..Default::default()
-        },
-        spec: template.spec,
-        status: None,
-    };
-    Api::<Job>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &job)
-        .await
-        .expect("create a Job from the trigger CronJob");
-    let sessions: Api<BackupSession> = Api::namespaced(client.clone(), ns);
-    wait_for(
-        &format!("a BackupSession of {invoker} to succeed through its backup Job"),
-        FLOW_TIMEOUT,
-        || async {
-            let session = sessions
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| e.to_string())?
-                .items
-                .into_iter()
-                .next()
-                .ok_or_else(|| "no BackupSession yet".to_owned())?;
-            let phase = session.status.as_ref().and_then(|s| s.phase);
-            match phase {
-                Some(BackupSessionPhase::Succeeded) => Ok(session),
-                Some(BackupSessionPhase::Failed | BackupSessionPhase::Skipped) => {
-                    panic!("the session ended {phase:?}: {:#?}", session.status)
-                }
-                _ => Err(format!("{:?}", session.status)),
-            }
-        },
-    )
-    .await
-}
-
-async fn wait_restored(client: &Client, ns: &str, name: &str) {
-    let sessions: Api<RestoreSession> = Api::namespaced(client.clone(), ns);
-    wait_for(
-        &format!("RestoreSession {name} to succeed through its restore Job"),
-        FLOW_TIMEOUT,
-        || async {
-            let session = sessions.get(name).await.map_err(|e| e.to_string())?;
-            let phase = session.status.as_ref().and_then(|s| s.phase);
-            match phase {
-                Some(RestorePhase::Succeeded) => Ok(()),
-                Some(RestorePhase::Failed | RestorePhase::Invalid) => {
-                    panic!("the restore ended {phase:?}: {:#?}", session.status)
-                }
-                _ => Err(format!("{:?}", session.status)),
-            }
-        },
-    )
-    .await;
-}
-
-/// The hosts of the snapshots restic (Debian's, the oracle) sees in the repository.
-fn snapshot_hosts(bucket: &str, ns: &str) -> BTreeSet<String> {
-    let dir = tempfile::tempdir().unwrap();
-    let out = restic::command_with_password(dir.path(), PASSWORD)
-        .envs(s3::env())
-        .args(["--no-lock", "--json", "-r"])
-        .arg(s3::shared().repository(bucket, "pvc"))
-        .arg("snapshots")
-        .output()
-        .expect("run restic snapshots");
-    assert!(
-        out.status.success(),
-        "restic snapshots in namespace {ns}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let started = Instant::now();
+    let rs = create_restore_session(&client, &ns).await;
+    let ended = wait_restore_final(&client, &ns, &rs.name_any(), FAILED_RESTORE_WITHIN).await;
+    let status = ended.status.as_ref().unwrap();
+    assert_eq!(
+        status.phase,
+        Some(RestorePhase::Failed),
+        "{status:#?} after {:?}",
+        started.elapsed()
     );
-    let snapshots: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    snapshots
+    assert!(
+        !status
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == ConditionType::DeadlineExceeded),
+        "the Job's failure ended it, not a deadline: {status:#?}"
+    );
+    let reasons: Vec<String> = status
+        .stats
         .iter()
-        .filter_map(|s| s["hostname"].as_str().map(str::to_owned))
-        .collect()
+        .flatten()
+        .filter_map(|h| h.error.clone())
+        .chain(
+            status
+                .conditions
+                .iter()
+                .flatten()
+                .filter(|c| c.type_ == ConditionType::RestoreCompleted)
+                .filter_map(|c| c.message.clone()),
+        )
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("RESTIC_PASSWORD")),
+        "the reason names the Secret's key: {reasons:?}"
+    );
+    let job = Api::<Job>::namespaced(client.clone(), &ns)
+        .get(&format!("stash-restore-{}-0", rs.name_any()))
+        .await
+        .expect("the restore Job");
+    assert_eq!(job.owner_references()[0].uid, rs.uid().unwrap());
+    operator.stop().await;
 }

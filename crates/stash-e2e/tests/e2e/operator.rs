@@ -47,6 +47,18 @@ impl Operator {
         }
     }
 
+    /// An operator whose executors are the real `stash` binary (the pod runner runs image
+    /// `stash-rs/stash:test` as `target/debug/stash`), pushing to `pushgateway_url`, without leader
+    /// election: for tests that back up and restore for real.
+    pub fn start_running_stash(client: Client, namespace: &str, pushgateway_url: String) -> Self {
+        Self::start(client, namespace, |c| {
+            "stash-rs".clone_into(&mut c.docker_registry);
+            "stash".clone_into(&mut c.image);
+            c.pushgateway_url = pushgateway_url;
+            c.leader_election = None;
+        })
+    }
+
     /// GET from the operator's metrics server, off the runtime thread the server runs on.
     pub async fn get(&self, path: &str) -> servers::Response {
         let url = format!("http://127.0.0.1:{}{path}", self.metrics_port);

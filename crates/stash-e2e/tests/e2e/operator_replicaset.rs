@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Event, Pod, Secret};
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -25,6 +25,7 @@ use stash_testenv::{TestEnv, servers, wait_for};
 
 use crate::TIMEOUT;
 use crate::operator::Operator;
+use crate::support::wait_for_warning;
 
 const POD_TEMPLATE: &str = r#"{
     "metadata": {"labels": {"app": "stash-demo"}},
@@ -172,26 +173,7 @@ async fn wait_for_deprecation_warning(client: &Client, ns: &str) -> String {
         },
     )
     .await;
-    wait_for(
-        "a DeprecatedTarget Warning Event on BackupConfiguration rs-backup",
-        TIMEOUT,
-        || async {
-            Api::<Event>::namespaced(client.clone(), ns)
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| e.to_string())?
-                .items
-                .into_iter()
-                .find(|e| {
-                    e.involved_object.uid == bc.uid()
-                        && e.reason.as_deref() == Some("DeprecatedTarget")
-                        && e.type_.as_deref() == Some("Warning")
-                })
-                .and_then(|e| e.message)
-                .ok_or_else(|| "no such Event yet".to_owned())
-        },
-    )
-    .await
+    wait_for_warning(client, ns, bc.uid(), "DeprecatedTarget").await
 }
 
 #[tokio::test]

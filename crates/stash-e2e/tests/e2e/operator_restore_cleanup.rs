@@ -25,6 +25,7 @@ use stash_testenv::{TestEnv, wait_for};
 
 use crate::TIMEOUT;
 use crate::operator::Operator;
+use crate::support::wait_for_warning;
 
 const WORKLOAD: &str = "stash-recovered";
 
@@ -425,6 +426,13 @@ async fn a_standalone_replicaset_is_restored_like_a_deployment_and_its_deletion_
     create_restore_session(&client, &ns, "rs-restore", "ReplicaSet", WORKLOAD).await;
     let running = wait_for_phase(&sessions, "rs-restore", RestorePhase::Running).await;
     assert_eq!(running.status.as_ref().and_then(|s| s.total_hosts), Some(1));
+    let warning = wait_for_warning(&client, &ns, running.uid(), "DeprecatedTarget").await;
+    assert!(
+        warning.contains("ReplicaSet")
+            && warning.contains("stash-init")
+            && warning.contains("target the Deployment"),
+        "the RestoreSession is warned as the BackupConfiguration is: {warning}"
+    );
     let template = replica_sets.get(WORKLOAD).await.unwrap().spec.template;
     assert_eq!(init_containers(template.as_ref()), ["stash-init"]);
     wait_for_pods(
