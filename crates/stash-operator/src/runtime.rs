@@ -154,15 +154,28 @@ async fn start_webhook(
         .await
         .map_err(|source| RunError::BindWebhook { address, source })?;
     info!(%address, mutating = config.enable_mutating_webhook, validating = config.enable_validating_webhook, "serving the admission webhooks");
+    let (invokers, watches) = if config.enable_mutating_webhook {
+        let (cache, watches) = webhook::InvokerCache::start(client, shutdown.clone());
+        let invokers = webhook::InvokerSource::Cached {
+            cache,
+            client: client.clone(),
+        };
+        (invokers, Some(watches))
+    } else {
+        (webhook::InvokerSource::Client(client.clone()), None)
+    };
     let router = webhook::server::router(webhook::WebhookState {
         settings: config.settings(),
-        invokers: webhook::InvokerSource::Client(client.clone()),
+        invokers,
         mutating: config.enable_mutating_webhook,
         validating: config.enable_validating_webhook,
     });
-    Ok(Some(tokio::spawn(webhook::server::serve(
-        listener, tls, router, shutdown,
-    ))))
+    Ok(Some(tokio::spawn(async move {
+        webhook::server::serve(listener, tls, router, shutdown).await;
+        if let Some(watches) = watches {
+            let _ = watches.await;
+        }
+    })))
 }
 
 async fn run_controllers(
@@ -201,6 +214,7 @@ async fn start_controllers(
     };
     let recorder = Recorder::new(client.clone(), reporter);
     let context_client = client.clone();
+    let stop = shutdown.clone();
     let restore_session_controller = restore_session::run(
         client.clone(),
         config.watch_namespace.clone(),
@@ -249,12 +263,32 @@ async fn start_controllers(
         },
         shutdown,
     );
-    tokio::join!(
-        Box::pin(backup_configuration_controller),
-        Box::pin(restore_session_controller),
-        Box::pin(backup_session_controller)
-    );
-    info!("the BackupConfiguration and RestoreSession controllers stopped");
+    let controllers = async {
+        tokio::join!(
+            Box::pin(backup_configuration_controller),
+            Box::pin(restore_session_controller),
+            Box::pin(backup_session_controller)
+        );
+    };
+    // A kube-runtime Controller stopped before its store holds the initial list never ends: its
+    // runner holds the queue until the store is ready, and the watch that would fill the store has
+    // already stopped with the queue. So the graceful shutdown is bounded; past the bound no reconcile
+    // can be running, or it is abandoned (its task is aborted with the controller).
+    tokio::select! {
+        () = controllers => info!("the BackupConfiguration and RestoreSession controllers stopped"),
+        () = drain_deadline(&stop) => warn!(
+            seconds = CONTROLLERS_DRAIN.as_secs(),
+            "the controllers did not stop within the drain time after shutdown (one was stopped before its first list); dropping them"
+        ),
+    }
+}
+
+/// How long the controllers get after shutdown to finish the reconciles they are running.
+const CONTROLLERS_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn drain_deadline(shutdown: &CancellationToken) {
+    shutdown.cancelled().await;
+    tokio::time::sleep(CONTROLLERS_DRAIN).await;
 }
 
 /// Waits for the Lease, runs the controllers while holding it, and releases it on shutdown.

@@ -32,6 +32,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::invoker_cache::InvokerCache;
 use super::mutate_workload::{NamespaceInvokers, mutate_workload, repository_key};
 use super::validate_stash_objects::validate_stash_object;
 use crate::invoker::{BackupInvoker, RestoreInvoker};
@@ -54,6 +55,10 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum InvokerSource {
     /// Listed from the API server on each request.
     Client(Client),
+    /// Read from the webhook's reflector stores; listed from the API server (as `Client`) until every
+    /// store holds its initial list, so a fresh replica neither answers from an empty cache nor turns
+    /// admissions away while it fills.
+    Cached { cache: InvokerCache, client: Client },
     /// A fixed set, whatever the namespace (tests).
     Fixed(Arc<NamespaceInvokers>),
 }
@@ -62,7 +67,12 @@ impl InvokerSource {
     async fn invokers(&self, namespace: &str) -> Result<Arc<NamespaceInvokers>, kube::Error> {
         match self {
             InvokerSource::Fixed(invokers) => Ok(Arc::clone(invokers)),
-            InvokerSource::Client(client) => Ok(Arc::new(list_invokers(client, namespace).await?)),
+            InvokerSource::Cached { cache, .. } if cache.is_ready() => {
+                Ok(Arc::new(cache.invokers(namespace)))
+            }
+            InvokerSource::Client(client) | InvokerSource::Cached { client, .. } => {
+                Ok(Arc::new(list_invokers(client, namespace).await?))
+            }
         }
     }
 }
