@@ -206,28 +206,60 @@ fn list_and_get(env: &TestEnv, app_names: &[String], db_names: &[String], db_ful
         &[
             "get",
             "--raw",
-            &format!("/apis/repositories.stash.appscode.com/v1alpha1/namespaces/{NAMESPACE}/snapshots"),
+            &format!(
+                "/apis/repositories.stash.appscode.com/v1alpha1/namespaces/{NAMESPACE}/snapshots"
+            ),
         ],
     ))
     .unwrap();
     assert_eq!(raw["kind"], "SnapshotList");
-    assert_eq!(raw["apiVersion"], "repositories.stash.appscode.com/v1alpha1");
-    assert_eq!(raw["items"].as_array().map(Vec::len), Some(app_names.len() + db_names.len()));
+    assert_eq!(
+        raw["apiVersion"],
+        "repositories.stash.appscode.com/v1alpha1"
+    );
+    assert_eq!(
+        raw["items"].as_array().map(Vec::len),
+        Some(app_names.len() + db_names.len())
+    );
     let table = kubectl_ok(env, &["get", "snapshots", "-n", NAMESPACE]);
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "ID", "REPOSITORY", "HOSTNAME", "CREATED"], "{table}");
+    assert_eq!(
+        header,
+        ["NAME", "ID", "REPOSITORY", "HOSTNAME", "CREATED"],
+        "{table}"
+    );
     for name in app_names.iter().chain(db_names) {
-        assert!(table.contains(name.as_str()), "{name} in the table:\n{table}");
+        assert!(
+            table.contains(name.as_str()),
+            "{name} in the table:\n{table}"
+        );
     }
     let only_db = item_names(&kubectl_ok(
         env,
-        &["get", "snapshots", "-n", NAMESPACE, "-l", "repository=db-repo", "-o", "json"],
+        &[
+            "get",
+            "snapshots",
+            "-n",
+            NAMESPACE,
+            "-l",
+            "repository=db-repo",
+            "-o",
+            "json",
+        ],
     ));
     assert_eq!(only_db, db_names, "-l repository=db-repo");
 
     let snapshot: Value = serde_json::from_str(&kubectl_ok(
         env,
-        &["get", "snapshot", &db_names[0], "-n", NAMESPACE, "-o", "json"],
+        &[
+            "get",
+            "snapshot",
+            &db_names[0],
+            "-n",
+            NAMESPACE,
+            "-o",
+            "json",
+        ],
     ))
     .unwrap();
     assert_eq!(snapshot["kind"], "Snapshot");
@@ -236,10 +268,12 @@ fn list_and_get(env: &TestEnv, app_names: &[String], db_names: &[String], db_ful
     assert_eq!(snapshot["metadata"]["labels"]["team"], "e2e");
     assert_eq!(snapshot["status"]["hostname"], "db-0");
     assert_eq!(snapshot["status"]["repository"], "db-repo");
-    let missing = kubectl(env, &["get", "snapshot", "db-repo-00000000", "-n", NAMESPACE]);
+    let missing = kubectl(
+        env,
+        &["get", "snapshot", "db-repo-00000000", "-n", NAMESPACE],
+    );
     assert!(
-        !missing.status.success()
-            && String::from_utf8_lossy(&missing.stderr).contains("NotFound"),
+        !missing.status.success() && String::from_utf8_lossy(&missing.stderr).contains("NotFound"),
         "an unknown snapshot is NotFound: {}",
         String::from_utf8_lossy(&missing.stderr)
     );
@@ -288,10 +322,17 @@ fn kubectl_get_snapshots_lists_what_restic_lists_gets_one_by_name_refuses_a_user
 
     list_and_get(&env, &app_names, &db_names, &db_ids[0]);
     refused_without_rbac(&env, &app_names[0]);
-    assert_eq!(restic_ids(&app).len(), 2, "a refused delete forgets nothing");
+    assert_eq!(
+        restic_ids(&app).len(),
+        2,
+        "a refused delete forgets nothing"
+    );
 
     // delete: restic forgets the snapshot; the other one stays.
-    let deleted = kubectl_ok(&env, &["delete", "snapshot", &app_names[0], "-n", NAMESPACE]);
+    let deleted = kubectl_ok(
+        &env,
+        &["delete", "snapshot", &app_names[0], "-n", NAMESPACE],
+    );
     assert!(deleted.contains(&app_names[0]), "{deleted}");
     assert_eq!(
         names("app-repo", &restic_ids(&app)),
@@ -300,7 +341,16 @@ fn kubectl_get_snapshots_lists_what_restic_lists_gets_one_by_name_refuses_a_user
     );
     let listed = item_names(&kubectl_ok(
         &env,
-        &["get", "snapshots", "-n", NAMESPACE, "-l", "repository=app-repo", "-o", "json"],
+        &[
+            "get",
+            "snapshots",
+            "-n",
+            NAMESPACE,
+            "-l",
+            "repository=app-repo",
+            "-o",
+            "json",
+        ],
     ));
     assert_eq!(listed, app_names[1..]);
     drop(env);

@@ -13,8 +13,8 @@ use kube::{Api, Client};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 
 /// Namespace and name of the ConfigMap the API server publishes its requestheader settings in.
@@ -305,7 +305,10 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-remote-user", HeaderValue::from_static("alice"));
         headers.append("x-remote-group", HeaderValue::from_static("dev"));
-        headers.append("x-remote-group", HeaderValue::from_static("system:authenticated"));
+        headers.append(
+            "x-remote-group",
+            HeaderValue::from_static("system:authenticated"),
+        );
         headers.insert(
             "x-remote-extra-scopes%2fa",
             HeaderValue::from_static("read"),

@@ -105,12 +105,18 @@ mod tests {
         };
         let review = review(&bob(), &request);
         let attributes = review.spec.resource_attributes.unwrap();
-        assert_eq!(attributes.group.as_deref(), Some("repositories.stash.appscode.com"));
+        assert_eq!(
+            attributes.group.as_deref(),
+            Some("repositories.stash.appscode.com")
+        );
         assert_eq!(attributes.resource.as_deref(), Some("snapshots"));
         assert_eq!(attributes.verb.as_deref(), Some("delete"));
         assert_eq!(attributes.namespace.as_deref(), Some("demo"));
         assert_eq!(attributes.name.as_deref(), Some("repo-0a1b2c3d"));
-        assert_eq!(review.spec.user.as_deref(), Some("system:serviceaccount:demo:bob"));
+        assert_eq!(
+            review.spec.user.as_deref(),
+            Some("system:serviceaccount:demo:bob")
+        );
     }
 
     #[test]

@@ -241,26 +241,38 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["Name", "Id", "Repository", "Hostname", "Created", "Paths", "Tags"]
+            [
+                "Name",
+                "Id",
+                "Repository",
+                "Hostname",
+                "Created",
+                "Paths",
+                "Tags"
+            ]
         );
         assert_eq!(
             table["rows"][0]["cells"],
-            json!(["local-repo-0a1b2c3d", "0a1b2c3d", "local-repo", "app-0",
-                   "2026-12-01T23:13:31Z", "/source/data,/etc", "daily"])
+            json!([
+                "local-repo-0a1b2c3d",
+                "0a1b2c3d",
+                "local-repo",
+                "app-0",
+                "2026-12-01T23:13:31Z",
+                "/source/data,/etc",
+                "daily"
+            ])
         );
-        assert_eq!(
-            table["rows"][0]["object"]["kind"],
-            "PartialObjectMetadata"
-        );
-        assert_eq!(
-            table["rows"][0]["object"]["metadata"]["namespace"],
-            "demo"
-        );
+        assert_eq!(table["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+        assert_eq!(table["rows"][0]["object"]["metadata"]["namespace"], "demo");
     }
 
     #[test]
     fn include_object_none_leaves_the_rows_bare() {
-        let table = table(&[snapshot(&repository(), &info())], IncludeObject::from_query(Some("None")));
+        let table = table(
+            &[snapshot(&repository(), &info())],
+            IncludeObject::from_query(Some("None")),
+        );
         assert!(table["rows"][0].get("object").is_none());
     }
 }

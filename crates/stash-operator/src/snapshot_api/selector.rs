@@ -173,7 +173,11 @@ mod tests {
         let s = snapshot("r-0a1b2c3d", "r", "h");
         assert!(Selector::parse(None, None).unwrap().matches(&s));
         assert!(Selector::parse(Some("hostname"), None).unwrap().matches(&s));
-        assert!(!Selector::parse(Some("!hostname"), None).unwrap().matches(&s));
+        assert!(
+            !Selector::parse(Some("!hostname"), None)
+                .unwrap()
+                .matches(&s)
+        );
     }
 
     #[test]

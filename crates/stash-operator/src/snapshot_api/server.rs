@@ -29,11 +29,13 @@ pub struct ApiState {
 }
 
 /// The routes, for tests that call them without a socket.
-#[must_use]
 pub fn router(state: ApiState) -> Router {
     let base = format!("/apis/{API_VERSION}");
     Router::new()
-        .route("/apis", get(|| async { json_response(&discovery::api_group_list()) }))
+        .route(
+            "/apis",
+            get(|| async { json_response(&discovery::api_group_list()) }),
+        )
         .route(
             &format!("/apis/{GROUP}"),
             get(|| async { json_response(&discovery::api_group()) }),
@@ -61,7 +63,10 @@ async fn not_served(method: Method, uri: Uri) -> Response {
     status_response(
         StatusCode::NOT_FOUND,
         "NotFound",
-        &format!("{method} {} is not served by the stash snapshot API", uri.path()),
+        &format!(
+            "{method} {} is not served by the stash snapshot API",
+            uri.path()
+        ),
     )
 }
 
@@ -78,7 +83,12 @@ async fn list_namespace(
     list(&state, &headers, &uri, Some(namespace)).await
 }
 
-async fn list(state: &ApiState, headers: &HeaderMap, uri: &Uri, namespace: Option<String>) -> Response {
+async fn list(
+    state: &ApiState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    namespace: Option<String>,
+) -> Response {
     let query = |key: &str| query_value(uri, key);
     if query("watch").is_some_and(|w| w == "true" || w == "1") {
         return status_response(
@@ -100,7 +110,9 @@ async fn list(state: &ApiState, headers: &HeaderMap, uri: &Uri, namespace: Optio
         query("fieldSelector").as_deref(),
     ) {
         Ok(selector) => selector,
-        Err(err) => return status_response(StatusCode::BAD_REQUEST, "BadRequest", &err.to_string()),
+        Err(err) => {
+            return status_response(StatusCode::BAD_REQUEST, "BadRequest", &err.to_string());
+        }
     };
     match store::list(&state.client, namespace.as_deref(), selector.repository()).await {
         Ok(snapshots) => {
@@ -163,7 +175,11 @@ async fn delete_one(
 }
 
 /// Ok when the front proxy names a user who may make `request`; otherwise the refusal to send.
-async fn authorize(state: &ApiState, headers: &HeaderMap, request: &Request) -> Result<(), Response> {
+async fn authorize(
+    state: &ApiState,
+    headers: &HeaderMap,
+    request: &Request,
+) -> Result<(), Response> {
     let Some(user) = state.request_header.user(headers) else {
         return Err(status_response(
             StatusCode::UNAUTHORIZED,
@@ -278,7 +294,9 @@ mod tests {
 
     #[test]
     fn query_values_are_percent_decoded() {
-        let uri: Uri = "/x?labelSelector=repository%3Dlocal-repo&limit=500".parse().unwrap();
+        let uri: Uri = "/x?labelSelector=repository%3Dlocal-repo&limit=500"
+            .parse()
+            .unwrap();
         assert_eq!(
             query_value(&uri, "labelSelector").as_deref(),
             Some("repository=local-repo")

@@ -43,8 +43,8 @@ pub async fn list(
     namespace: Option<&str>,
     only: Option<&str>,
 ) -> Result<Vec<Snapshot>, StoreError> {
-    let repositories = match (namespace, only) {
-        (Some(ns), Some(name)) => Api::<Repository>::namespaced(client.clone(), ns)
+    let repositories = if let (Some(ns), Some(name)) = (namespace, only) {
+        Api::<Repository>::namespaced(client.clone(), ns)
             .get_opt(name)
             .await
             .map_err(|source| StoreError::ListRepositories {
@@ -52,26 +52,24 @@ pub async fn list(
                 source,
             })?
             .into_iter()
-            .collect(),
-        _ => {
-            let api = match namespace {
-                Some(ns) => Api::<Repository>::namespaced(client.clone(), ns),
-                None => Api::<Repository>::all(client.clone()),
-            };
-            let params = match only {
-                Some(name) => ListParams::default().fields(&format!("metadata.name={name}")),
-                None => ListParams::default(),
-            };
-            api.list(&params)
-                .await
-                .map_err(|source| StoreError::ListRepositories {
-                    scope: namespace.map_or("all namespaces".to_owned(), |ns| {
-                        format!("namespace {ns}")
-                    }),
-                    source,
-                })?
-                .items
-        }
+            .collect()
+    } else {
+        let api = match namespace {
+            Some(ns) => Api::<Repository>::namespaced(client.clone(), ns),
+            None => Api::<Repository>::all(client.clone()),
+        };
+        let params = match only {
+            Some(name) => ListParams::default().fields(&format!("metadata.name={name}")),
+            None => ListParams::default(),
+        };
+        api.list(&params)
+            .await
+            .map_err(|source| StoreError::ListRepositories {
+                scope: namespace
+                    .map_or("all namespaces".to_owned(), |ns| format!("namespace {ns}")),
+                source,
+            })?
+            .items
     };
     let mut snapshots = Vec::new();
     for repository in &repositories {
@@ -122,7 +120,10 @@ pub async fn delete(client: &Client, namespace: &str, name: &str) -> Result<Snap
         return Err(not_found());
     };
     let engine = agent_repository::connect(client, &repository, &ConnectOptions::default()).await?;
-    let forgotten = match engine.forget_snapshot(short_id.to_owned(), &control()).await {
+    let forgotten = match engine
+        .forget_snapshot(short_id.to_owned(), &control())
+        .await
+    {
         Ok(forgotten) => forgotten,
         Err(EngineError::SnapshotNotFound { .. }) => return Err(not_found()),
         Err(source) => {
