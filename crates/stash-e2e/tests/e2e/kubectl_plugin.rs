@@ -3,6 +3,9 @@
 //! made by Debian's restic; `trigger` also against a real backup (the `stash` sidecar run by the pod
 //! runner into an S3 repository on moto).
 
+// Kind names (BackupConfiguration, CronJob, ...) are prose in these docs, not code.
+#![allow(clippy::doc_markdown)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
