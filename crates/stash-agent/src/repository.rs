@@ -72,6 +72,7 @@ pub enum RepositoryError {
 
 /// A wrong password as a pod's user must read it: the password comes from the Repository's
 /// storage Secret, not from the flag or file the engine's own hint names.
+#[must_use]
 pub fn wrong_password_message(location: &str) -> String {
     format!(
         "wrong password for repository `{location}`: {RESTIC_PASSWORD} of the Repository's storage Secret (spec.backend.storageSecretName) opens no key in keys/; set it to the password the repository was initialised with"

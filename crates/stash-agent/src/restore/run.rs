@@ -60,7 +60,10 @@ pub enum RestoreError {
         source: Box<EngineError>,
     },
     /// Not [`Self::Engine`]: the engine's hint names `--password-file`, which a pod does not have.
-    #[error("failed to restore {what}: {}", repository::wrong_password_message(location))]
+    #[error(
+        "failed to restore {what}: {}",
+        repository::wrong_password_message(location)
+    )]
     WrongPassword { what: String, location: String },
     #[error("{count} entries of {what} could not be restored: {named}")]
     Incomplete {
