@@ -100,12 +100,11 @@ fn package(chart: &Path, destination: &Path) -> PathBuf {
         .arg(chart)
         .arg("--destination")
         .arg(destination));
-    let archive = std::fs::read_dir(destination)
+    std::fs::read_dir(destination)
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|e| e == "tgz"))
-        .expect("helm package writes a .tgz");
-    archive
+        .expect("helm package writes a .tgz")
 }
 
 /// The current chart as `scripts/build-chart` packages it (lint --strict first).
@@ -317,7 +316,7 @@ async fn reconciled_with_schedule(client: &Client, schedule: &str) {
                 .get("deployment-backup")
                 .await
                 .map_err(|e| e.to_string())?;
-            let phase = bc.status.as_ref().and_then(|s| s.phase.clone());
+            let phase = bc.status.as_ref().and_then(|s| s.phase);
             if phase != Some(BackupInvokerPhase::Ready) {
                 return Err(format!("phase {phase:?}"));
             }
