@@ -289,19 +289,7 @@ fn assemble(parts: JobParts<'_>, settings: &Settings) -> Job {
     pod_labels.extend(managed_labels(component));
     let (service_account, _) = service_account_for(runtime, default_service_account);
     let pull_secrets = image_pull_secrets(settings, common.invoker_kind, common.invoker_name);
-    let mut base_mounts = vec![VolumeMount {
-        name: labels::VOLUME_TMP_DIR.to_owned(),
-        mount_path: labels::TMP_DIR_MOUNT_PATH.to_owned(),
-        ..VolumeMount::default()
-    }];
-    if let Some(local) = &repository.spec.backend.local {
-        base_mounts.push(VolumeMount {
-            name: labels::VOLUME_LOCAL_BACKEND.to_owned(),
-            mount_path: local.mount_path.clone(),
-            sub_path: local.sub_path.clone(),
-            ..VolumeMount::default()
-        });
-    }
+    let base_mounts = executor_mounts(repository);
     let mut data_mounts = base_mounts.clone();
     data_mounts.push(target_mount);
     for (container, mounts) in [
@@ -315,15 +303,7 @@ fn assemble(parts: JobParts<'_>, settings: &Settings) -> Job {
             apply_container_runtime_settings(container, c);
         }
     }
-    let mut volumes = executor_volumes(temp_dir, repository);
-    volumes.push(Volume {
-        name: labels::VOLUME_PVC_TARGET.to_owned(),
-        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-            claim_name: common.reference.name.clone(),
-            read_only: None,
-        }),
-        ..Volume::default()
-    });
+    let volumes = job_volumes(temp_dir, repository, &common.reference.name);
     let mut pod = PodSpec {
         init_containers: Some(vec![data_container]),
         containers: vec![update_status],
@@ -365,6 +345,42 @@ fn assemble(parts: JobParts<'_>, settings: &Settings) -> Job {
         }),
         status: None,
     }
+}
+
+/// The executor's scratch space and, for a local backend, the repository's volume.
+fn executor_mounts(repository: &Repository) -> Vec<VolumeMount> {
+    let mut mounts = vec![VolumeMount {
+        name: labels::VOLUME_TMP_DIR.to_owned(),
+        mount_path: labels::TMP_DIR_MOUNT_PATH.to_owned(),
+        ..VolumeMount::default()
+    }];
+    if let Some(local) = &repository.spec.backend.local {
+        mounts.push(VolumeMount {
+            name: labels::VOLUME_LOCAL_BACKEND.to_owned(),
+            mount_path: local.mount_path.clone(),
+            sub_path: local.sub_path.clone(),
+            ..VolumeMount::default()
+        });
+    }
+    mounts
+}
+
+/// The executor's volumes plus the target claim.
+fn job_volumes(
+    temp_dir: Option<&stash_api::common::EmptyDirSettings>,
+    repository: &Repository,
+    claim_name: &str,
+) -> Vec<Volume> {
+    let mut volumes = executor_volumes(temp_dir, repository);
+    volumes.push(Volume {
+        name: labels::VOLUME_PVC_TARGET.to_owned(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: claim_name.to_owned(),
+            read_only: None,
+        }),
+        ..Volume::default()
+    });
+    volumes
 }
 
 fn container(name: &str, index: usize, settings: &Settings, args: Vec<String>) -> Container {

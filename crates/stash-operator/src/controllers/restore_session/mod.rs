@@ -259,7 +259,7 @@ async fn reconcile_apply(rs: Arc<RestoreSession>, ctx: &Context) -> Result<Actio
             info!(target = %valid.workload, "injected the stash-init init-container");
             let invoker = RestoreInvoker::Session(&rs).to_string();
             let executor = "stash-init init-container";
-            warn_if_deprecated(ctx, rs.as_ref(), &invoker, &valid.workload, executor).await;
+            warn_if_deprecated(ctx, rs.as_ref(), &invoker, valid.workload, executor).await;
         }
         Ok(false) => {}
         Err(err) => {

@@ -115,41 +115,7 @@ fn condition(type_: ConditionType, ok: bool, why: &str, message: String) -> Cond
 pub fn conditions(rs: &RestoreSession, report: &Report<'_>) -> Vec<Condition> {
     let problem = |t| report.problems.and_then(|p| p.for_condition(t));
     let mut out = Vec::new();
-    if let Some((namespace, name)) = repository_key(rs) {
-        out.push(match problem(ConditionType::RepositoryFound) {
-            Some(p) => condition(
-                ConditionType::RepositoryFound,
-                false,
-                reason::REPOSITORY_NOT_AVAILABLE,
-                p.to_string(),
-            ),
-            None => condition(
-                ConditionType::RepositoryFound,
-                true,
-                reason::REPOSITORY_AVAILABLE,
-                format!("Repository {namespace}/{name} exists."),
-            ),
-        });
-        if let Some(p) = problem(ConditionType::BackendSecretFound) {
-            out.push(condition(
-                ConditionType::BackendSecretFound,
-                false,
-                reason::BACKEND_SECRET_NOT_AVAILABLE,
-                p.to_string(),
-            ));
-        } else if let Some(secret) =
-            report.deref.repository.as_ref().and_then(
-                crate::controllers::backup_configuration::dereference::storage_secret_name,
-            )
-        {
-            out.push(condition(
-                ConditionType::BackendSecretFound,
-                true,
-                reason::BACKEND_SECRET_AVAILABLE,
-                format!("Secret {namespace}/{secret} exists and holds RESTIC_PASSWORD."),
-            ));
-        }
-    }
+    out.extend(repository_conditions(rs, report));
     if let Some(p) = problem(ConditionType::RestoreTargetFound) {
         out.push(condition(
             ConditionType::RestoreTargetFound,
@@ -187,7 +153,59 @@ pub fn conditions(rs: &RestoreSession, report: &Report<'_>) -> Vec<Condition> {
             p.to_string(),
         ));
     }
-    match &report.injection {
+    out.extend(injection_conditions(&report.injection));
+    if let Some(finish) = &report.finish {
+        out.extend(finish_conditions(finish));
+    }
+    out
+}
+
+/// RepositoryFound and BackendSecretFound, when the RestoreSession names a Repository.
+fn repository_conditions(rs: &RestoreSession, report: &Report<'_>) -> Vec<Condition> {
+    let problem = |t| report.problems.and_then(|p| p.for_condition(t));
+    let mut out = Vec::new();
+    if let Some((namespace, name)) = repository_key(rs) {
+        out.push(match problem(ConditionType::RepositoryFound) {
+            Some(p) => condition(
+                ConditionType::RepositoryFound,
+                false,
+                reason::REPOSITORY_NOT_AVAILABLE,
+                p.to_string(),
+            ),
+            None => condition(
+                ConditionType::RepositoryFound,
+                true,
+                reason::REPOSITORY_AVAILABLE,
+                format!("Repository {namespace}/{name} exists."),
+            ),
+        });
+        if let Some(p) = problem(ConditionType::BackendSecretFound) {
+            out.push(condition(
+                ConditionType::BackendSecretFound,
+                false,
+                reason::BACKEND_SECRET_NOT_AVAILABLE,
+                p.to_string(),
+            ));
+        } else if let Some(secret) =
+            report.deref.repository.as_ref().and_then(
+                crate::controllers::backup_configuration::dereference::storage_secret_name,
+            )
+        {
+            out.push(condition(
+                ConditionType::BackendSecretFound,
+                true,
+                reason::BACKEND_SECRET_AVAILABLE,
+                format!("Secret {namespace}/{secret} exists and holds RESTIC_PASSWORD."),
+            ));
+        }
+    }
+    out
+}
+
+/// What injecting the init-container or creating the restore Job came to.
+fn injection_conditions(injection: &InjectionOutcome) -> Vec<Condition> {
+    let mut out = Vec::new();
+    match injection {
         InjectionOutcome::NotApplicable => {}
         InjectionOutcome::Injected { workload } => out.push(condition(
             ConditionType::StashInitContainerInjected,
@@ -211,9 +229,6 @@ pub fn conditions(rs: &RestoreSession, report: &Report<'_>) -> Vec<Condition> {
             reason::INIT_CONTAINER_INJECTION_FAILED,
             message.clone(),
         )),
-    }
-    if let Some(finish) = &report.finish {
-        out.extend(finish_conditions(finish));
     }
     out
 }
