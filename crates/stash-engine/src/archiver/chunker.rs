@@ -179,7 +179,11 @@ mod tests {
         assert!(chunks.len() > 5, "{} chunks", chunks.len());
         let (last, rest) = chunks.split_last().unwrap();
         for chunk in rest {
-            assert!((512 << 10..=8 << 20).contains(&chunk.len()), "{}", chunk.len());
+            assert!(
+                (512 << 10..=8 << 20).contains(&chunk.len()),
+                "{}",
+                chunk.len()
+            );
         }
         assert!(!last.is_empty());
         assert_eq!(chunks.concat(), data);
@@ -198,7 +202,10 @@ mod tests {
         }
         let data = noise(12 << 20, 11);
         let chunker = restic_default(POLY);
-        let whole: Vec<usize> = chunker.chunks(&data[..]).map(|c| c.unwrap().len()).collect();
+        let whole: Vec<usize> = chunker
+            .chunks(&data[..])
+            .map(|c| c.unwrap().len())
+            .collect();
         let dribbled: Vec<usize> = chunker
             .chunks(Dribble(&data))
             .map(|c| c.unwrap().len())

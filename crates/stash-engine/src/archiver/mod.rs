@@ -26,8 +26,8 @@ use std::sync::{Arc, Mutex};
 
 use rustic_core::repofile::{Chunker as ChunkerKind, Node, NodeType, SnapshotFile};
 use rustic_core::{
-    Id, OpenStatus, ReadSource, ReadSourceEntry, Repository, RusticError, RusticResult,
-    StringList, WriteBackend,
+    Id, OpenStatus, ReadSource, ReadSourceEntry, Repository, RusticError, RusticResult, StringList,
+    WriteBackend,
 };
 
 use self::chunker::Chunker;
@@ -88,8 +88,10 @@ impl Shared {
         )?;
         let cipher = RepoCipher::new(&repo.key());
         let verify = config.extra_verify();
-        let (data_size, data_grow, data_limit) = config.packsize(rustic_core::repofile::BlobType::Data);
-        let (tree_size, tree_grow, tree_limit) = config.packsize(rustic_core::repofile::BlobType::Tree);
+        let (data_size, data_grow, data_limit) =
+            config.packsize(rustic_core::repofile::BlobType::Data);
+        let (tree_size, tree_grow, tree_limit) =
+            config.packsize(rustic_core::repofile::BlobType::Tree);
         Some(KnownBlobs::load(repo).map(|(known, sizes)| Self {
             store: Store::new(backend, cipher.clone(), level),
             cipher,
@@ -315,7 +317,10 @@ impl Feeder<'_> {
         let jobs = std::mem::take(&mut self.current);
         self.current_bytes = 0;
         let (reply, answer) = sync_channel(1);
-        let batches = self.batches.as_ref().expect("batches are handed out while walking");
+        let batches = self
+            .batches
+            .as_ref()
+            .expect("batches are handed out while walking");
         batches
             .send(Batch { jobs, reply })
             .map_err(|_| internal("every file worker stopped".into()))?;

@@ -183,8 +183,7 @@ mod tests {
         assert_eq!(finished.id, <[u8; 32]>::from(Sha256::digest(&file)));
         assert_eq!(finished.size as usize, file.len());
 
-        let header_len =
-            u32::from_le_bytes(file[file.len() - 4..].try_into().unwrap()) as usize;
+        let header_len = u32::from_le_bytes(file[file.len() - 4..].try_into().unwrap()) as usize;
         let header = cipher
             .open(&file[file.len() - 4 - header_len..file.len() - 4])
             .unwrap();

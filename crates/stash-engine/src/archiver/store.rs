@@ -202,7 +202,8 @@ impl Store {
         })?);
         let sealed = self.cipher.seal(&compressed);
         let id = Id::new(Sha256::digest(&sealed).into());
-        self.backend.write_bytes(file_type, &id, true, sealed.into())?;
+        self.backend
+            .write_bytes(file_type, &id, true, sealed.into())?;
         Ok(id)
     }
 }
