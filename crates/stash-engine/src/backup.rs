@@ -3,9 +3,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rustic_core::{BackupOptions, Excludes, LocalSource, ParentOptions, PathList, SnapshotOptions};
+use rustic_core::{
+    BackupOptions, Excludes, LocalSource, ParentOptions, PathList, SnapshotGroup,
+    SnapshotGroupCriterion, SnapshotOptions,
+};
 use serde::Serialize;
 
+use crate::archiver;
+use crate::cancel::AfterCancel;
 use crate::error::RusticCause;
 use crate::progress::Operation;
 use crate::repo::{LockKind, Op};
@@ -96,12 +101,63 @@ impl Engine {
         let path_list = absolute_paths(request)?;
 
         let (repo, _lock) = self.open_locked(op, LockKind::Backup)?;
+        let snapshot = snapshot_template(request)?;
+        let excludes = Excludes::default().globs(
+            request
+                .excludes
+                .iter()
+                .map(|p| format!("!{p}"))
+                .collect::<Vec<_>>(),
+        );
+        let options = BackupOptions::default().excludes(excludes.clone());
+        let source_paths = path_list.paths();
+        let watched_source = || -> Result<WatchedSource, EngineError> {
+            let local = LocalSource::new(
+                options.ignore_save_opts,
+                &excludes,
+                &options.ignore_filter_opts,
+                &source_paths,
+            )
+            .map_err(|source| EngineError::PrepareSource(RusticCause::new(source)))?;
+            Ok(WatchedSource::new(
+                local,
+                op.tracker.clone(),
+                op.cancel.clone(),
+            ))
+        };
+
+        let unicode_paths = source_paths.iter().all(|p| p.to_str().is_some());
+        if unicode_paths && (request.force || !has_parent(&repo, &snapshot, &source_paths)) {
+            let backends = self.backends(op, AfterCancel::RefuseSnapshots)?;
+            if let Some(shared) = archiver::Shared::for_repository(
+                &repo,
+                backends.repository(),
+                backends.repo_hot().is_some(),
+                op.tracker.clone(),
+            ) {
+                let shared =
+                    shared.map_err(|source| EngineError::ReadIndex(RusticCause::new(source)))?;
+                op.checkpoint()?;
+                let source = watched_source()?;
+                let started = std::time::Instant::now();
+                let saved = archiver::archive(&shared, &source, snapshot, &source_paths, &|| {
+                    op.cancelled()
+                })
+                .map_err(|err| EngineError::Backup {
+                    paths: path_list.to_string(),
+                    source: RusticCause::new(err),
+                })?;
+                let Some(snapshot) = saved else {
+                    return Err(EngineError::Cancelled);
+                };
+                return Ok(report_of(&snapshot, started, source.failures()));
+            }
+        }
+
         let repo = repo
             .to_indexed_ids()
             .map_err(|source| EngineError::ReadIndex(RusticCause::new(source)))?;
         op.checkpoint()?;
-
-        let snapshot = snapshot_template(request)?;
 
         // rustic_core 0.13 compares inodes only when `ignore_inode` is *true* (the flag reads
         // inverted in its parent matcher), so restic's default, "a new inode is a change", needs
@@ -110,26 +166,8 @@ impl Engine {
             .force(request.force)
             .ignore_ctime(request.ignore_inode_and_ctime)
             .ignore_inode(!request.ignore_inode_and_ctime);
-        let excludes = Excludes::default().globs(
-            request
-                .excludes
-                .iter()
-                .map(|p| format!("!{p}"))
-                .collect::<Vec<_>>(),
-        );
-        let options = BackupOptions::default()
-            .parent_opts(parent)
-            .excludes(excludes.clone());
-
-        let source_paths = path_list.paths();
-        let local = LocalSource::new(
-            options.ignore_save_opts,
-            &excludes,
-            &options.ignore_filter_opts,
-            &source_paths,
-        )
-        .map_err(|source| EngineError::PrepareSource(RusticCause::new(source)))?;
-        let source = WatchedSource::new(local, op.tracker.clone(), op.cancel.clone());
+        let options = options.clone().parent_opts(parent);
+        let source = watched_source()?;
 
         let started = std::time::Instant::now();
         let snapshot = repo
@@ -138,33 +176,58 @@ impl Engine {
                 paths: path_list.to_string(),
                 source: RusticCause::new(source),
             })?;
-        let unreadable = source.failures();
-        for entry in &unreadable {
-            tracing::warn!(path = %entry.path.display(), error = %entry.error, "could not read; left out of the snapshot");
-        }
+        Ok(report_of(&snapshot, started, source.failures()))
+    }
+}
 
-        let summary = snapshot.summary.clone().unwrap_or_default();
-        let id = snapshot.id.to_hex().to_string();
-        tracing::info!(snapshot_id = %id, files_new = summary.files_new, bytes_added = summary.data_added, "backup finished");
-        Ok(BackupReport {
-            short_id: id[..8].to_string(),
-            snapshot_id: id,
-            parent: snapshot.parent.map(|p| p.to_hex().to_string()),
-            hostname: snapshot.hostname.clone(),
-            paths: snapshot.paths.iter().cloned().collect(),
-            files_new: summary.files_new,
-            files_changed: summary.files_changed,
-            files_unmodified: summary.files_unmodified,
-            dirs_new: summary.dirs_new,
-            dirs_changed: summary.dirs_changed,
-            dirs_unmodified: summary.dirs_unmodified,
-            total_files_processed: summary.total_files_processed,
-            total_bytes_processed: summary.total_bytes_processed,
-            data_added: summary.data_added,
-            data_added_packed: summary.data_added_packed,
-            duration: started.elapsed(),
-            unreadable,
-        })
+/// Whether `rustic_core` would find a parent for this backup: a snapshot of the same host,
+/// label and paths (its default grouping). When the snapshots cannot be read, yes: the backup
+/// then goes through `rustic_core`, which decides for itself.
+fn has_parent(
+    repo: &rustic_core::Repository<rustic_core::OpenStatus>,
+    template: &rustic_core::repofile::SnapshotFile,
+    paths: &[PathBuf],
+) -> bool {
+    let mut snapshot = template.clone();
+    let mut listed = rustic_core::StringList::default();
+    for path in paths {
+        listed.add(path.to_string_lossy().into_owned());
+    }
+    snapshot.paths = listed;
+    let group = SnapshotGroup::from_snapshot(&snapshot, SnapshotGroupCriterion::default());
+    repo.get_matching_snapshots(|candidate| group.matches(candidate))
+        .map_or(true, |found| !found.is_empty())
+}
+
+fn report_of(
+    snapshot: &rustic_core::repofile::SnapshotFile,
+    started: std::time::Instant,
+    unreadable: Vec<UnreadableEntry>,
+) -> BackupReport {
+    for entry in &unreadable {
+        tracing::warn!(path = %entry.path.display(), error = %entry.error, "could not read; left out of the snapshot");
+    }
+    let summary = snapshot.summary.clone().unwrap_or_default();
+    let id = snapshot.id.to_hex().to_string();
+    tracing::info!(snapshot_id = %id, files_new = summary.files_new, bytes_added = summary.data_added, "backup finished");
+    BackupReport {
+        short_id: id[..8].to_string(),
+        snapshot_id: id,
+        parent: snapshot.parent.map(|p| p.to_hex().to_string()),
+        hostname: snapshot.hostname.clone(),
+        paths: snapshot.paths.iter().cloned().collect(),
+        files_new: summary.files_new,
+        files_changed: summary.files_changed,
+        files_unmodified: summary.files_unmodified,
+        dirs_new: summary.dirs_new,
+        dirs_changed: summary.dirs_changed,
+        dirs_unmodified: summary.dirs_unmodified,
+        total_files_processed: summary.total_files_processed,
+        total_bytes_processed: summary.total_bytes_processed,
+        data_added: summary.data_added,
+        data_added_packed: summary.data_added_packed,
+        duration: started.elapsed(),
+        unreadable,
     }
 }
 

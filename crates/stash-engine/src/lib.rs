@@ -7,6 +7,7 @@
 //! an optional [`ProgressSink`]); the blocking rustic work runs under `spawn_blocking` inside.
 //! Call it from a multi-threaded tokio runtime.
 
+mod archiver;
 mod backend;
 mod backup;
 mod cancel;
