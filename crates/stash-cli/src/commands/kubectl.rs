@@ -174,22 +174,7 @@ async fn run_verb(
             name,
             no_wait,
             timeout,
-        } => {
-            let created = stash_kubectl::trigger::run(client.clone(), namespace, &name).await?;
-            println!("backupsession {created} created");
-            if no_wait {
-                return Ok(());
-            }
-            let session =
-                stash_kubectl::trigger::wait_until_final(client, &created, timeout, control)
-                    .await?;
-            if json {
-                repo::print_json(&session)?;
-            } else {
-                print!("{}", stash_kubectl::session_summary::render(&session));
-            }
-            stash_kubectl::session_summary::verdict(&session).map_err(Into::into)
-        }
+        } => trigger(client, namespace, &name, no_wait, timeout, json, control).await,
         Verb::Pause {
             what: Pausable::Backup(target),
         } => pause(client, namespace, &target, true).await,
@@ -223,28 +208,7 @@ async fn run_verb(
         Verb::Check {
             repository: name,
             read_data,
-        } => {
-            let repository = repository(&name);
-            let request = CheckRequest {
-                read_data,
-                read_data_subset: None,
-            };
-            let report = stash_kubectl::check::run(&client, &repository, request, control).await?;
-            if json {
-                repo::print_json(&report)?;
-            } else {
-                for warning in &report.warnings {
-                    eprintln!("warning: {warning}");
-                }
-                for error in &report.errors {
-                    eprintln!("error: {error}");
-                }
-                if report.is_ok() {
-                    println!("no errors were found");
-                }
-            }
-            stash_kubectl::check::verdict(&repository, &report).map_err(Into::into)
-        }
+        } => check(&client, &repository(&name), read_data, json, control).await,
         Verb::Download {
             repository: name,
             snapshots,
@@ -284,6 +248,60 @@ async fn pause(
     let verb = if paused { "paused" } else { "resumed" };
     println!("{kind:?} {namespace}/{name} {verb}");
     Ok(())
+}
+
+/// Creates a `BackupSession` of `name` and, unless `no_wait`, waits for its final phase.
+async fn trigger(
+    client: kube::Client,
+    namespace: &str,
+    name: &str,
+    no_wait: bool,
+    timeout: std::time::Duration,
+    json: bool,
+    control: &Control,
+) -> anyhow::Result<()> {
+    let created = stash_kubectl::trigger::run(client.clone(), namespace, name).await?;
+    println!("backupsession {created} created");
+    if no_wait {
+        return Ok(());
+    }
+    let session =
+        stash_kubectl::trigger::wait_until_final(client, &created, timeout, control).await?;
+    if json {
+        repo::print_json(&session)?;
+    } else {
+        print!("{}", stash_kubectl::session_summary::render(&session));
+    }
+    stash_kubectl::session_summary::verdict(&session).map_err(Into::into)
+}
+
+/// Checks the repository and prints what was found.
+async fn check(
+    client: &kube::Client,
+    repository: &RepositoryRef,
+    read_data: bool,
+    json: bool,
+    control: &Control,
+) -> anyhow::Result<()> {
+    let request = CheckRequest {
+        read_data,
+        read_data_subset: None,
+    };
+    let report = stash_kubectl::check::run(client, repository, request, control).await?;
+    if json {
+        repo::print_json(&report)?;
+    } else {
+        for warning in &report.warnings {
+            eprintln!("warning: {warning}");
+        }
+        for error in &report.errors {
+            eprintln!("error: {error}");
+        }
+        if report.is_ok() {
+            println!("no errors were found");
+        }
+    }
+    stash_kubectl::check::verdict(repository, &report).map_err(Into::into)
 }
 
 #[cfg(test)]
