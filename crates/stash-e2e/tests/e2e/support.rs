@@ -116,8 +116,8 @@ impl S3Repository<'_> {
 }
 
 /// Runs the trigger as a user would (`kubectl create job --from=cronjob/…`) once the
-/// BackupConfiguration is Ready (a session of an invoker that is not is Skipped, §9.2, as in Stash) and
-/// the operator made the CronJob, then waits for the session to succeed.
+/// `BackupConfiguration` is Ready (a session of an invoker that is not is Skipped, §9.2, as in Stash) and
+/// the operator made the `CronJob`, then waits for the session to succeed.
 pub async fn trigger_and_wait(client: &Client, ns: &str, invoker: &str) -> BackupSession {
     let bcs: Api<BackupConfiguration> = Api::namespaced(client.clone(), ns);
     wait_for(
@@ -192,7 +192,7 @@ pub async fn trigger_and_wait(client: &Client, ns: &str, invoker: &str) -> Backu
     .await
 }
 
-/// Waits up to `timeout` for RestoreSession `name` to end; its last state.
+/// Waits up to `timeout` for `RestoreSession` `name` to end; its last state.
 pub async fn wait_restore_final(
     client: &Client,
     ns: &str,
@@ -216,7 +216,7 @@ pub async fn wait_restore_final(
     .await
 }
 
-/// Waits for RestoreSession `name` to succeed.
+/// Waits for `RestoreSession` `name` to succeed.
 pub async fn wait_restored(client: &Client, ns: &str, name: &str) {
     let session = wait_restore_final(client, ns, name, FLOW_TIMEOUT).await;
     let phase = session.status.as_ref().and_then(|s| s.phase);
