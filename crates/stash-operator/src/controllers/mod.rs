@@ -3,5 +3,6 @@
 pub mod apply;
 pub mod backup_configuration;
 pub mod backup_session;
+pub mod conditions;
 pub mod deprecation;
 pub mod restore_session;

@@ -12,9 +12,10 @@ use stash_api::labels;
 use stash_api::phase::BackupInvokerPhase;
 use stash_api::v1beta1::{BackupConfiguration, BackupConfigurationStatus};
 
-use super::dereference::{Dereferenced, repository_key, storage_secret_name};
+use super::dereference::{Dereferenced, repository_key};
 use super::validate::ValidateErrors;
 use crate::context::Context;
+use crate::controllers::conditions::{condition, repository_conditions};
 
 /// What happened to the sidecar.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,62 +54,17 @@ pub enum StatusError {
     },
 }
 
-fn condition(type_: ConditionType, ok: bool, why: &str, message: String) -> Condition {
-    Condition {
-        type_,
-        status: if ok {
-            ConditionStatus::True
-        } else {
-            ConditionStatus::False
-        },
-        observed_generation: None,
-        last_transition_time: None,
-        reason: Some(why.to_owned()),
-        message: Some(message),
-    }
-}
-
 /// The conditions of §4.2, without transition times.
 #[must_use]
 pub fn conditions(bc: &BackupConfiguration, report: &Report<'_>) -> Vec<Condition> {
     let problem = |t| report.problems.and_then(|p| p.for_condition(t));
     let mut out = Vec::new();
-    if let Some((namespace, name)) = repository_key(bc) {
-        out.push(match problem(ConditionType::RepositoryFound) {
-            Some(p) => condition(
-                ConditionType::RepositoryFound,
-                false,
-                reason::REPOSITORY_NOT_AVAILABLE,
-                p.to_string(),
-            ),
-            None => condition(
-                ConditionType::RepositoryFound,
-                true,
-                reason::REPOSITORY_AVAILABLE,
-                format!("Repository {namespace}/{name} exists."),
-            ),
-        });
-        if let Some(p) = problem(ConditionType::BackendSecretFound) {
-            out.push(condition(
-                ConditionType::BackendSecretFound,
-                false,
-                reason::BACKEND_SECRET_NOT_AVAILABLE,
-                p.to_string(),
-            ));
-        } else if let Some(secret) = report
-            .deref
-            .repository
-            .as_ref()
-            .and_then(storage_secret_name)
-        {
-            out.push(condition(
-                ConditionType::BackendSecretFound,
-                true,
-                reason::BACKEND_SECRET_AVAILABLE,
-                format!("Secret {namespace}/{secret} exists and holds RESTIC_PASSWORD."),
-            ));
-        }
-    }
+    out.extend(repository_conditions(
+        repository_key(bc),
+        problem(ConditionType::RepositoryFound).map(ToString::to_string),
+        problem(ConditionType::BackendSecretFound).map(ToString::to_string),
+        report.deref.repository.as_ref(),
+    ));
     if let Some(p) = problem(ConditionType::BackupTargetFound) {
         out.push(condition(
             ConditionType::BackupTargetFound,

@@ -16,6 +16,7 @@ use super::completion::HostCounts;
 use super::dereference::{Dereferenced, repository_key};
 use super::validate::ValidateErrors;
 use crate::context::Context;
+use crate::controllers::conditions::{condition, repository_conditions};
 
 /// Reasons of the conditions only the RestoreSession controller sets.
 pub mod reasons {
@@ -95,27 +96,17 @@ impl StatusError {
     }
 }
 
-fn condition(type_: ConditionType, ok: bool, why: &str, message: String) -> Condition {
-    Condition {
-        type_,
-        status: if ok {
-            ConditionStatus::True
-        } else {
-            ConditionStatus::False
-        },
-        observed_generation: None,
-        last_transition_time: None,
-        reason: Some(why.to_owned()),
-        message: Some(message),
-    }
-}
-
 /// The conditions of §6.2, without transition times.
 #[must_use]
 pub fn conditions(rs: &RestoreSession, report: &Report<'_>) -> Vec<Condition> {
     let problem = |t| report.problems.and_then(|p| p.for_condition(t));
     let mut out = Vec::new();
-    out.extend(repository_conditions(rs, report));
+    out.extend(repository_conditions(
+        repository_key(rs),
+        problem(ConditionType::RepositoryFound).map(ToString::to_string),
+        problem(ConditionType::BackendSecretFound).map(ToString::to_string),
+        report.deref.repository.as_ref(),
+    ));
     if let Some(p) = problem(ConditionType::RestoreTargetFound) {
         out.push(condition(
             ConditionType::RestoreTargetFound,
@@ -156,48 +147,6 @@ pub fn conditions(rs: &RestoreSession, report: &Report<'_>) -> Vec<Condition> {
     out.extend(injection_conditions(&report.injection));
     if let Some(finish) = &report.finish {
         out.extend(finish_conditions(finish));
-    }
-    out
-}
-
-/// RepositoryFound and BackendSecretFound, when the RestoreSession names a Repository.
-fn repository_conditions(rs: &RestoreSession, report: &Report<'_>) -> Vec<Condition> {
-    let problem = |t| report.problems.and_then(|p| p.for_condition(t));
-    let mut out = Vec::new();
-    if let Some((namespace, name)) = repository_key(rs) {
-        out.push(match problem(ConditionType::RepositoryFound) {
-            Some(p) => condition(
-                ConditionType::RepositoryFound,
-                false,
-                reason::REPOSITORY_NOT_AVAILABLE,
-                p.to_string(),
-            ),
-            None => condition(
-                ConditionType::RepositoryFound,
-                true,
-                reason::REPOSITORY_AVAILABLE,
-                format!("Repository {namespace}/{name} exists."),
-            ),
-        });
-        if let Some(p) = problem(ConditionType::BackendSecretFound) {
-            out.push(condition(
-                ConditionType::BackendSecretFound,
-                false,
-                reason::BACKEND_SECRET_NOT_AVAILABLE,
-                p.to_string(),
-            ));
-        } else if let Some(secret) =
-            report.deref.repository.as_ref().and_then(
-                crate::controllers::backup_configuration::dereference::storage_secret_name,
-            )
-        {
-            out.push(condition(
-                ConditionType::BackendSecretFound,
-                true,
-                reason::BACKEND_SECRET_AVAILABLE,
-                format!("Secret {namespace}/{secret} exists and holds RESTIC_PASSWORD."),
-            ));
-        }
     }
     out
 }
