@@ -50,7 +50,7 @@ impl Chunker {
         self.min_size
     }
 
-    /// The chunks of `reader`, read in large pieces.
+    /// The chunks of `reader`, read in pieces of [`READ_SIZE`].
     pub(crate) fn chunks<R: Read>(&self, reader: R) -> Chunks<R> {
         Chunks {
             rabin: self.fresh.clone(),
@@ -58,73 +58,78 @@ impl Chunker {
             max_size: self.max_size,
             split_mask: self.split_mask,
             reader,
-            buf: Vec::new(),
-            start: 0,
-            end: 0,
+            chunk: Vec::new(),
+            scanned: 0,
             eof: false,
         }
     }
 }
 
-/// Cuts a stream into chunks. The buffer holds up to two maximal chunks, so a chunk's bytes are
-/// moved at most once before they are cut.
+/// Bytes read at a time. Bytes read past a cut are moved to the next chunk, so this bounds
+/// that copy; it also bounds how far a chunk's buffer runs ahead of the chunk.
+const READ_SIZE: usize = 256 << 10;
+
+/// Cuts a stream into chunks. The chunk being cut is read into a buffer of its own, which is
+/// handed out as the chunk once cut: memory follows the chunk's size (1 MiB on average) instead
+/// of a buffer of maximal chunks per file worker (issue 12: peak RSS above restic's), and a
+/// chunk's bytes are not copied again after they are read.
 pub(crate) struct Chunks<R> {
     rabin: Rabin64,
     min_size: usize,
     max_size: usize,
     split_mask: u64,
     reader: R,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
+    /// The bytes of the chunk being cut, and possibly some of the next.
+    chunk: Vec<u8>,
+    /// How far into `chunk` the fingerprint has been slid (0: not started).
+    scanned: usize,
     eof: bool,
 }
 
 impl<R: Read> Chunks<R> {
-    /// Reads until a maximal chunk is buffered or the stream ends.
-    fn fill(&mut self) -> io::Result<()> {
-        if self.eof || self.end - self.start >= self.max_size {
-            return Ok(());
-        }
-        if self.buf.is_empty() {
-            self.buf = vec![0; 2 * self.max_size];
-        }
-        if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        while self.end < self.buf.len() {
-            match self.reader.read(&mut self.buf[self.end..]) {
-                Ok(0) => {
-                    self.eof = true;
-                    break;
-                }
-                Ok(n) => self.end += n,
+    /// Reads up to [`READ_SIZE`] more bytes into `chunk`; sets `eof` when the stream ends.
+    fn read_more(&mut self) -> io::Result<()> {
+        let len = self.chunk.len();
+        self.chunk.resize(len + READ_SIZE, 0);
+        let read = loop {
+            match self.reader.read(&mut self.chunk[len..]) {
+                Ok(n) => break n,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(err),
+                Err(err) => {
+                    self.chunk.truncate(len);
+                    return Err(err);
+                }
             }
-        }
+        };
+        self.chunk.truncate(len + read);
+        self.eof = read == 0;
         Ok(())
     }
 
-    /// Where the chunk starting at `data[0]` ends. restic's rule: at least `min_size` bytes;
-    /// then the fingerprint, restarted over the window before that point, is slid byte by byte
-    /// until its low bits are all zero, the chunk reaches `max_size` or the data ends.
-    fn cut_point(&mut self, data: &[u8]) -> usize {
+    /// Where the chunk starting at `chunk[0]` ends, once enough is buffered to tell. restic's
+    /// rule: at least `min_size` bytes; then the fingerprint, started over the window before that
+    /// point, is slid byte by byte until its low bits are all zero, the chunk reaches `max_size`
+    /// or the data ends. The scan resumes where it stopped when more bytes arrive.
+    fn cut_point(&mut self) -> Option<usize> {
+        let data = &self.chunk;
         if data.len() < self.min_size {
-            return data.len();
+            return self.eof.then_some(data.len());
         }
-        let min = self.min_size;
-        self.rabin
-            .reset_and_prefill_window(&mut data[min - WINDOW..min].iter().copied());
+        if self.scanned == 0 {
+            let min = self.min_size;
+            self.rabin
+                .reset_and_prefill_window(&mut data[min - WINDOW..min].iter().copied());
+            self.scanned = min;
+        }
         let limit = data.len().min(self.max_size);
-        let mut at = min;
+        let mut at = self.scanned;
         while at < limit && self.rabin.hash & self.split_mask != 0 {
             self.rabin.slide(data[at]);
             at += 1;
         }
-        at
+        self.scanned = at;
+        let decided = at < limit || at == self.max_size || self.eof;
+        decided.then_some(at)
     }
 }
 
@@ -132,19 +137,20 @@ impl<R: Read> Iterator for Chunks<R> {
     type Item = io::Result<Vec<u8>>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if let Err(err) = self.fill() {
-            return Some(Err(err));
-        }
-        if self.start == self.end {
+        let cut = loop {
+            if let Some(cut) = self.cut_point() {
+                break cut;
+            }
+            if let Err(err) = self.read_more() {
+                return Some(Err(err));
+            }
+        };
+        if cut == 0 {
             return None;
         }
-        let (start, end) = (self.start, self.end);
-        let buf = std::mem::take(&mut self.buf);
-        let cut = self.cut_point(&buf[start..end]);
-        let chunk = buf[start..start + cut].to_vec();
-        self.buf = buf;
-        self.start += cut;
-        Some(Ok(chunk))
+        let next = self.chunk.split_off(cut);
+        self.scanned = 0;
+        Some(Ok(std::mem::replace(&mut self.chunk, next)))
     }
 }
 

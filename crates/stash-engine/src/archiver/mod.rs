@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::sync::{Arc, Mutex};
 
-use rustic_core::repofile::{Chunker as ChunkerKind, Node, NodeType, SnapshotFile};
+use rustic_core::repofile::{BlobType, Chunker as ChunkerKind, Node, NodeType, SnapshotFile};
 use rustic_core::{
     Id, OpenStatus, ReadSource, ReadSourceEntry, Repository, RusticError, RusticResult, StringList,
     WriteBackend,
@@ -32,7 +32,7 @@ use rustic_core::{
 
 use self::chunker::Chunker;
 use self::files::{Batch, BatchReply, DataStats, FileJob, FileOutcome};
-use self::pack::Sealer;
+use self::pack::{PackBuilder, Sealer};
 use self::store::{KnownBlobs, Store};
 use self::trees::{Shape, Step, TreeBuilder};
 use crate::cipher::RepoCipher;
@@ -58,6 +58,8 @@ pub(crate) struct Shared {
     known: KnownBlobs,
     store: Store,
     data_pack_size: usize,
+    /// The data pack all file workers fill.
+    data_pack: Mutex<PackBuilder>,
     tree_pack_size: usize,
     tracker: Arc<Tracker>,
 }
@@ -92,17 +94,56 @@ impl Shared {
             config.packsize(rustic_core::repofile::BlobType::Data);
         let (tree_size, tree_grow, tree_limit) =
             config.packsize(rustic_core::repofile::BlobType::Tree);
-        Some(KnownBlobs::load(repo).map(|(known, sizes)| Self {
-            store: Store::new(backend, cipher.clone(), level),
-            cipher,
-            level,
-            verify,
-            chunker,
-            known,
-            data_pack_size: pack_size(data_size, data_grow, data_limit, sizes.data),
-            tree_pack_size: pack_size(tree_size, tree_grow, tree_limit, sizes.trees),
-            tracker,
+        Some(KnownBlobs::load(repo).map(|(known, sizes)| {
+            let data_pack_size = pack_size(data_size, data_grow, data_limit, sizes.data);
+            Self {
+                store: Store::new(backend, cipher.clone(), level),
+                cipher,
+                level,
+                verify,
+                chunker,
+                known,
+                data_pack_size,
+                data_pack: Mutex::new(PackBuilder::new(BlobType::Data, data_pack_size)),
+                tree_pack_size: pack_size(tree_size, tree_grow, tree_limit, sizes.trees),
+                tracker,
+            }
         }))
+    }
+
+    /// Adds a sealed data blob to the shared data pack; the thread that fills the pack writes
+    /// it out, without holding the lock.
+    fn add_data_blob(&self, id: [u8; 32], sealed: &[u8], plain_len: usize) -> RusticResult<()> {
+        let full = {
+            let mut pack = self.data_pack.lock().expect("data pack poisoned");
+            pack.add(id, sealed, plain_len).then(|| {
+                std::mem::replace(
+                    &mut *pack,
+                    PackBuilder::new(BlobType::Data, self.data_pack_size),
+                )
+            })
+        };
+        match full {
+            Some(mut pack) => self.save_data_pack(&mut pack),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes out the last, partly filled data pack.
+    fn flush_data_pack(&self) -> RusticResult<()> {
+        let mut pack = std::mem::replace(
+            &mut *self.data_pack.lock().expect("data pack poisoned"),
+            PackBuilder::new(BlobType::Data, self.data_pack_size),
+        );
+        self.save_data_pack(&mut pack)
+    }
+
+    fn save_data_pack(&self, pack: &mut PackBuilder) -> RusticResult<()> {
+        if pack.is_empty() {
+            return Ok(());
+        }
+        let (file, finished) = pack.finish(&self.cipher);
+        self.store.save_pack(file, finished)
     }
 
     fn sealer(&self) -> RusticResult<Sealer> {
@@ -187,7 +228,7 @@ pub(crate) fn archive(
             ahead: BATCHES_AHEAD_PER_WORKER * workers as u64,
         };
         let walked = feeder.walk(source);
-        // Every worker finishes its batches and writes out its last pack, also after an error.
+        // Every worker finishes its batches, also after an error.
         drop(feeder.batches.take());
         let mut data = DataStats::default();
         let mut worker_error = None;
@@ -197,10 +238,13 @@ pub(crate) fn archive(
                 Err(err) => worker_error = worker_error.or(Some(err)),
             }
         }
+        // Written also after an error: a next backup reuses the packs already uploaded.
+        let flushed = shared.flush_data_pack();
         walked?;
         if let Some(err) = worker_error {
             return Err(err);
         }
+        flushed?;
         let (tree, summary) = feeder.builder.finish()?;
         Ok((tree, summary, data))
     })?;
