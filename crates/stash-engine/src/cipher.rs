@@ -6,11 +6,11 @@
 use std::num::NonZeroU32;
 
 use aes256ctr_poly1305aes::Aes256CtrPoly1305Aes;
-use aes256ctr_poly1305aes::aead::{Aead, Nonce};
+use aes256ctr_poly1305aes::aead::{Aead, AeadInPlace, Nonce, Tag};
 use rand::Rng;
 
-const IV_LEN: usize = 16;
-const MAC_LEN: usize = 16;
+pub(crate) const IV_LEN: usize = 16;
+pub(crate) const MAC_LEN: usize = 16;
 
 #[derive(Clone)]
 pub(crate) struct RepoCipher(Aes256CtrPoly1305Aes);
@@ -35,6 +35,40 @@ impl RepoCipher {
                 .expect("encryption of an in-memory buffer cannot fail"),
         );
         out
+    }
+
+    /// [`Self::seal`] without allocating: `body` is encrypted in place under a fresh IV; the IV
+    /// and the MAC, which go before and after it, are returned.
+    pub(crate) fn seal_in_place(&self, body: &mut [u8]) -> ([u8; IV_LEN], [u8; MAC_LEN]) {
+        let mut nonce = Nonce::<Aes256CtrPoly1305Aes>::default();
+        rand::rng().fill_bytes(&mut nonce);
+        let tag = self
+            .0
+            .encrypt_in_place_detached(&nonce, b"", body)
+            .expect("encryption of an in-memory buffer cannot fail");
+        (nonce.into(), tag.into())
+    }
+
+    /// Opens what [`Self::seal_in_place`] sealed into `out`, whose allocation is reused.
+    pub(crate) fn open_into(
+        &self,
+        iv: &[u8; IV_LEN],
+        body: &[u8],
+        mac: &[u8; MAC_LEN],
+        out: &mut Vec<u8>,
+    ) -> Result<(), &'static str> {
+        out.clear();
+        out.extend_from_slice(body);
+        self.0
+            .decrypt_in_place_detached(
+                Nonce::<Aes256CtrPoly1305Aes>::from_slice(iv),
+                b"",
+                out,
+                Tag::<Aes256CtrPoly1305Aes>::from_slice(mac),
+            )
+            .map_err(
+                |_| "the data fails its MAC check; it is corrupt or was written with another key",
+            )
     }
 
     pub(crate) fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, &'static str> {
@@ -123,6 +157,25 @@ mod tests {
         );
         assert!(b.open(&sealed).is_err(), "another key fails the MAC");
         assert!(a.open(&sealed[..20]).is_err(), "truncated data is refused");
+    }
+
+    #[test]
+    fn sealing_in_place_gives_what_open_reads_and_opens_into_a_reused_buffer() {
+        let a = cipher();
+        let plain = b"in place, no allocation per blob";
+        let mut body = plain.to_vec();
+        let (iv, mac) = a.seal_in_place(&mut body);
+        assert_ne!(body, plain);
+        let sealed = [&iv[..], &body, &mac].concat();
+        assert_eq!(a.open(&sealed).unwrap(), plain);
+        let mut out = vec![9u8; 100];
+        a.open_into(&iv, &body, &mac, &mut out).unwrap();
+        assert_eq!(out, plain);
+        body[0] ^= 1;
+        assert!(
+            a.open_into(&iv, &body, &mac, &mut out).is_err(),
+            "a flipped bit fails the MAC"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! per-file construction gives, hence the same cut points and the same blob ids.
 
 use std::io::{self, Read};
+use std::sync::mpsc::Receiver;
 
 use rustic_cdc::{Rabin64, RollingHash64};
 
@@ -50,9 +51,15 @@ impl Chunker {
         self.min_size
     }
 
-    /// The chunks of `reader`, read in pieces of [`READ_SIZE`].
-    pub(crate) fn chunks<R: Read>(&self, reader: R) -> Chunks<R> {
+    /// The chunks of `reader`, read in pieces of [`READ_SIZE`] into buffers taken from `spare`
+    /// when it has one.
+    pub(crate) fn chunks<'a, R: Read>(
+        &self,
+        reader: R,
+        spare: &'a Receiver<Vec<u8>>,
+    ) -> Chunks<'a, R> {
         Chunks {
+            spare,
             rabin: self.fresh.clone(),
             min_size: self.min_size,
             max_size: self.max_size,
@@ -73,7 +80,8 @@ const READ_SIZE: usize = 256 << 10;
 /// handed out as the chunk once cut: memory follows the chunk's size (1 MiB on average) instead
 /// of a buffer of maximal chunks per file worker (issue 12: peak RSS above restic's), and a
 /// chunk's bytes are not copied again after they are read.
-pub(crate) struct Chunks<R> {
+pub(crate) struct Chunks<'a, R> {
+    spare: &'a Receiver<Vec<u8>>,
     rabin: Rabin64,
     min_size: usize,
     max_size: usize,
@@ -86,7 +94,7 @@ pub(crate) struct Chunks<R> {
     eof: bool,
 }
 
-impl<R: Read> Chunks<R> {
+impl<R: Read> Chunks<'_, R> {
     /// Reads up to [`READ_SIZE`] more bytes into `chunk`; sets `eof` when the stream ends.
     fn read_more(&mut self) -> io::Result<()> {
         let len = self.chunk.len();
@@ -133,7 +141,7 @@ impl<R: Read> Chunks<R> {
     }
 }
 
-impl<R: Read> Iterator for Chunks<R> {
+impl<R: Read> Iterator for Chunks<'_, R> {
     type Item = io::Result<Vec<u8>>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -148,7 +156,10 @@ impl<R: Read> Iterator for Chunks<R> {
         if cut == 0 {
             return None;
         }
-        let next = self.chunk.split_off(cut);
+        let mut next = self.spare.try_recv().unwrap_or_default();
+        next.clear();
+        next.extend_from_slice(&self.chunk[cut..]);
+        self.chunk.truncate(cut);
         self.scanned = 0;
         Some(Ok(std::mem::replace(&mut self.chunk, next)))
     }
@@ -156,6 +167,8 @@ impl<R: Read> Iterator for Chunks<R> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::mpsc::sync_channel;
+
     use super::*;
 
     /// A polynomial of degree 53 as restic picks them.
@@ -164,6 +177,12 @@ mod tests {
     /// restic's default parameters: 512 KiB min, 1 MiB average, 8 MiB max.
     fn restic_default(poly: u64) -> Chunker {
         Chunker::new(poly, 1 << 20, 512 << 10, 8 << 20).unwrap()
+    }
+
+    /// The chunks of `reader`, with no spare buffers to reuse.
+    fn cut<R: Read>(chunker: &Chunker, reader: R) -> Vec<Vec<u8>> {
+        let (_give_back, spare) = sync_channel(0);
+        chunker.chunks(reader, &spare).map(Result::unwrap).collect()
     }
 
     fn noise(len: usize, mut seed: u64) -> Vec<u8> {
@@ -181,7 +200,7 @@ mod tests {
     fn chunks_cover_the_input_exactly_within_the_size_bounds() {
         let data = noise(20 << 20, 7);
         let chunker = restic_default(POLY);
-        let chunks: Vec<Vec<u8>> = chunker.chunks(&data[..]).map(Result::unwrap).collect();
+        let chunks = cut(&chunker, &data[..]);
         assert!(chunks.len() > 5, "{} chunks", chunks.len());
         let (last, rest) = chunks.split_last().unwrap();
         for chunk in rest {
@@ -208,24 +227,32 @@ mod tests {
         }
         let data = noise(12 << 20, 11);
         let chunker = restic_default(POLY);
-        let whole: Vec<usize> = chunker
-            .chunks(&data[..])
-            .map(|c| c.unwrap().len())
-            .collect();
-        let dribbled: Vec<usize> = chunker
-            .chunks(Dribble(&data))
-            .map(|c| c.unwrap().len())
-            .collect();
-        assert_eq!(whole, dribbled);
+        assert_eq!(cut(&chunker, &data[..]), cut(&chunker, Dribble(&data)));
     }
 
     #[test]
     fn an_empty_stream_has_no_chunks_and_a_short_one_is_one_chunk() {
         let chunker = restic_default(POLY);
-        assert_eq!(chunker.chunks(&[][..]).count(), 0);
+        assert!(cut(&chunker, &[][..]).is_empty());
         let short = noise(1000, 3);
-        let chunks: Vec<Vec<u8>> = chunker.chunks(&short[..]).map(Result::unwrap).collect();
+        let chunks = cut(&chunker, &short[..]);
         assert_eq!(chunks, vec![short]);
+    }
+
+    #[test]
+    fn reused_buffers_give_the_same_chunks() {
+        let data = noise(12 << 20, 5);
+        let chunker = restic_default(POLY);
+        let (give_back, spare) = sync_channel(8);
+        for _ in 0..8 {
+            give_back.send(vec![0xAA; 3 << 20]).unwrap();
+        }
+        let reusing: Vec<Vec<u8>> = chunker
+            .chunks(&data[..], &spare)
+            .map(Result::unwrap)
+            .collect();
+        assert!(spare.try_recv().is_err(), "every spare buffer was taken");
+        assert_eq!(reusing, cut(&chunker, &data[..]));
     }
 
     #[test]

@@ -60,6 +60,24 @@ struct Packing<'a> {
     stats: DataStats,
 }
 
+/// Chunk buffers go from the chunker to the sealing thread and back, so a worker cuts a large
+/// file into a few buffers it reuses instead of a fresh allocation per chunk, which glibc kept
+/// resident in its per-thread arenas (issue 12).
+struct Recycler {
+    give_back: SyncSender<Vec<u8>>,
+    take: Receiver<Vec<u8>>,
+}
+
+impl Recycler {
+    /// Buffers kept for reuse: about the chunks in flight to the sealing thread.
+    const SPARE: usize = 3;
+
+    fn new() -> Self {
+        let (give_back, take) = sync_channel(Self::SPARE);
+        Self { give_back, take }
+    }
+}
+
 impl Packing<'_> {
     fn store(&mut self, id: [u8; 32], plain: &[u8]) -> RusticResult<()> {
         let sealed = self.sealer.seal(plain).map_err(super::internal)?;
@@ -77,6 +95,7 @@ pub(crate) fn work(shared: &Shared, batches: &Mutex<Receiver<Batch>>) -> RusticR
         sealer: shared.sealer()?,
         stats: DataStats::default(),
     };
+    let recycler = Recycler::new();
     loop {
         let batch = batches.lock().expect("batch queue poisoned").recv();
         let Ok(Batch { jobs, reply }) = batch else {
@@ -84,7 +103,7 @@ pub(crate) fn work(shared: &Shared, batches: &Mutex<Receiver<Batch>>) -> RusticR
         };
         let outcome: BatchReply = jobs
             .into_iter()
-            .map(|job| read_file(&mut packing, job))
+            .map(|job| read_file(&mut packing, &recycler, job))
             .collect();
         let failed = outcome.is_err();
         // The archiver may have stopped listening (it failed elsewhere); nothing to do then.
@@ -96,14 +115,18 @@ pub(crate) fn work(shared: &Shared, batches: &Mutex<Receiver<Batch>>) -> RusticR
     Ok(packing.stats)
 }
 
-fn read_file(packing: &mut Packing<'_>, job: FileJob) -> RusticResult<FileOutcome> {
+fn read_file(
+    packing: &mut Packing<'_>,
+    recycler: &Recycler,
+    job: FileJob,
+) -> RusticResult<FileOutcome> {
     let Ok(mut reader) = job.open.open() else {
         return Ok(None);
     };
     let shared = packing.shared;
     let min = shared.chunker.min_size();
     if job.size >= min as u64 {
-        return read_large(packing, reader);
+        return read_large(packing, recycler, reader);
     }
     let mut data = Vec::with_capacity(usize::try_from(job.size).unwrap_or(0) + 1);
     if reader.read_to_end(&mut data).is_err() {
@@ -111,7 +134,7 @@ fn read_file(packing: &mut Packing<'_>, job: FileJob) -> RusticResult<FileOutcom
     }
     if data.len() >= min {
         // It grew since the walk saw it.
-        return read_large(packing, Cursor::new(data).chain(reader));
+        return read_large(packing, recycler, Cursor::new(data).chain(reader));
     }
     if data.is_empty() {
         return Ok(Some((Vec::new(), 0)));
@@ -125,15 +148,22 @@ fn read_file(packing: &mut Packing<'_>, job: FileJob) -> RusticResult<FileOutcom
 }
 
 /// Cuts on this thread; a helper seals and packs the new chunks.
-fn read_large(packing: &mut Packing<'_>, reader: impl Read) -> RusticResult<FileOutcome> {
+fn read_large(
+    packing: &mut Packing<'_>,
+    recycler: &Recycler,
+    reader: impl Read,
+) -> RusticResult<FileOutcome> {
     let shared = packing.shared;
     let (chunks, new_chunks) = sync_channel::<([u8; 32], Vec<u8>)>(2);
+    let give_back = recycler.give_back.clone();
     std::thread::scope(|scope| {
         let helper = std::thread::Builder::new()
             .name("stash-seal".into())
             .spawn_scoped(scope, || -> RusticResult<()> {
                 for (id, chunk) in new_chunks {
                     packing.store(id, &chunk)?;
+                    // Full: enough buffers wait already; this one is freed.
+                    let _ = give_back.try_send(chunk);
                 }
                 Ok(())
             })
@@ -141,7 +171,7 @@ fn read_large(packing: &mut Packing<'_>, reader: impl Read) -> RusticResult<File
         let mut ids = Vec::new();
         let mut bytes = 0u64;
         let mut complete = true;
-        for chunk in shared.chunker.chunks(reader) {
+        for chunk in shared.chunker.chunks(reader, &recycler.take) {
             let Ok(chunk) = chunk else {
                 complete = false;
                 break;

@@ -32,7 +32,7 @@ use rustic_core::{
 
 use self::chunker::Chunker;
 use self::files::{Batch, BatchReply, DataStats, FileJob, FileOutcome};
-use self::pack::{PackBuilder, Sealer};
+use self::pack::{PackBuilder, Sealed, Sealer};
 use self::store::{KnownBlobs, Store};
 use self::trees::{Shape, Step, TreeBuilder};
 use crate::cipher::RepoCipher;
@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     data_pack_size: usize,
     /// The data pack all file workers fill.
     data_pack: Mutex<PackBuilder>,
+    /// Buffers of data packs already written, for the next packs.
+    spare_pack_buffers: Mutex<Vec<Vec<u8>>>,
     tree_pack_size: usize,
     tracker: Arc<Tracker>,
 }
@@ -105,6 +107,7 @@ impl Shared {
                 known,
                 data_pack_size,
                 data_pack: Mutex::new(PackBuilder::new(BlobType::Data, data_pack_size)),
+                spare_pack_buffers: Mutex::new(Vec::new()),
                 tree_pack_size: pack_size(tree_size, tree_grow, tree_limit, sizes.trees),
                 tracker,
             }
@@ -113,15 +116,16 @@ impl Shared {
 
     /// Adds a sealed data blob to the shared data pack; the thread that fills the pack writes
     /// it out, without holding the lock.
-    fn add_data_blob(&self, id: [u8; 32], sealed: &[u8], plain_len: usize) -> RusticResult<()> {
+    fn add_data_blob(
+        &self,
+        id: [u8; 32],
+        sealed: &Sealed<'_>,
+        plain_len: usize,
+    ) -> RusticResult<()> {
         let full = {
             let mut pack = self.data_pack.lock().expect("data pack poisoned");
-            pack.add(id, sealed, plain_len).then(|| {
-                std::mem::replace(
-                    &mut *pack,
-                    PackBuilder::new(BlobType::Data, self.data_pack_size),
-                )
-            })
+            pack.add(id, sealed, plain_len)
+                .then(|| std::mem::replace(&mut *pack, self.next_data_pack()))
         };
         match full {
             Some(mut pack) => self.save_data_pack(&mut pack),
@@ -138,12 +142,34 @@ impl Shared {
         self.save_data_pack(&mut pack)
     }
 
+    fn next_data_pack(&self) -> PackBuilder {
+        let spare = self
+            .spare_pack_buffers
+            .lock()
+            .expect("pack buffers poisoned")
+            .pop();
+        match spare {
+            Some(buffer) => PackBuilder::reusing(BlobType::Data, self.data_pack_size, buffer),
+            None => PackBuilder::new(BlobType::Data, self.data_pack_size),
+        }
+    }
+
     fn save_data_pack(&self, pack: &mut PackBuilder) -> RusticResult<()> {
         if pack.is_empty() {
             return Ok(());
         }
         let (file, finished) = pack.finish(&self.cipher);
-        self.store.save_pack(file, finished)
+        if let Some(buffer) = self.store.save_pack(file, finished)? {
+            let mut spare = self
+                .spare_pack_buffers
+                .lock()
+                .expect("pack buffers poisoned");
+            // Two: one being filled while another is written.
+            if spare.len() < 2 {
+                spare.push(buffer);
+            }
+        }
+        Ok(())
     }
 
     fn sealer(&self) -> RusticResult<Sealer> {

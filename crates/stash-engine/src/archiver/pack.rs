@@ -9,7 +9,7 @@
 use rustic_core::repofile::BlobType;
 use sha2::{Digest, Sha256};
 
-use crate::cipher::RepoCipher;
+use crate::cipher::{IV_LEN, MAC_LEN, RepoCipher};
 
 /// restic's cap on blobs per pack (`rustic_core` keeps it too).
 const MAX_BLOBS_PER_PACK: usize = 10_000;
@@ -18,14 +18,42 @@ const MAX_BLOBS_PER_PACK: usize = 10_000;
 const COMPRESSED_DATA: u8 = 2;
 const COMPRESSED_TREE: u8 = 3;
 
-/// Compresses and encrypts blobs. One per thread: the zstd contexts are reused from blob to blob
-/// (`rustic_core` makes a new one per blob, whose set-up cleared its tables every time).
+/// Compresses and encrypts blobs. One per thread: the zstd contexts and the buffers are reused
+/// from blob to blob (`rustic_core` makes a new context per blob, whose set-up cleared its
+/// tables every time, and several blob-sized buffers: freed at every blob, glibc kept them
+/// resident in its per-thread arenas, which put the backup's peak RSS above restic's, issue 12).
+/// The buffers are written through their spare capacity, so only what a blob uses is touched.
 pub(crate) struct Sealer {
     cipher: RepoCipher,
     compressor: zstd::bulk::Compressor<'static>,
+    /// The blob being sealed: compressed, then encrypted in place.
+    body: Vec<u8>,
     /// Present when the repository asks for every blob to be checked after sealing
     /// (`extra_verify`, on by default): decrypt, decompress, compare, before the blob is packed.
-    verifier: Option<zstd::bulk::Decompressor<'static>>,
+    verifier: Option<Verifier>,
+}
+
+struct Verifier {
+    decompressor: zstd::bulk::Decompressor<'static>,
+    opened: Vec<u8>,
+    plain: Vec<u8>,
+}
+
+/// A sealed blob as a pack stores it: IV ‖ encrypted compressed data ‖ MAC.
+pub(crate) struct Sealed<'a> {
+    iv: [u8; IV_LEN],
+    body: &'a [u8],
+    mac: [u8; MAC_LEN],
+}
+
+impl Sealed<'_> {
+    pub(crate) fn len(&self) -> usize {
+        IV_LEN + self.body.len() + MAC_LEN
+    }
+
+    fn parts(&self) -> [&[u8]; 3] {
+        [&self.iv, self.body, &self.mac]
+    }
 }
 
 impl Sealer {
@@ -33,42 +61,66 @@ impl Sealer {
         Ok(Self {
             cipher,
             compressor: zstd::bulk::Compressor::new(level)?,
+            body: Vec::new(),
             verifier: if verify {
-                Some(zstd::bulk::Decompressor::new()?)
+                Some(Verifier {
+                    decompressor: zstd::bulk::Decompressor::new()?,
+                    opened: Vec::new(),
+                    plain: Vec::new(),
+                })
             } else {
                 None
             },
         })
     }
 
-    /// The blob as stored in a pack.
-    pub(crate) fn seal(&mut self, plain: &[u8]) -> Result<Vec<u8>, String> {
-        let compressed = self
-            .compressor
-            .compress(plain)
+    /// The blob as stored in a pack, valid until the next call.
+    pub(crate) fn seal(&mut self, plain: &[u8]) -> Result<Sealed<'_>, String> {
+        self.body.clear();
+        self.body
+            .reserve(zstd::zstd_safe::compress_bound(plain.len()));
+        self.compressor
+            .compress_to_buffer(plain, &mut self.body)
             .map_err(|err| format!("zstd could not compress a blob: {err}"))?;
-        let sealed = self.cipher.seal(&compressed);
+        let (iv, mac) = self.cipher.seal_in_place(&mut self.body);
         if let Some(verifier) = &mut self.verifier {
-            let opened = self
-                .cipher
-                .open_blob(
-                    &sealed,
-                    std::num::NonZeroU32::new(u32::try_from(plain.len()).unwrap_or(0)),
-                    Some(verifier),
-                )
-                .map_err(|err| format!("a sealed blob failed its verification: {err}"))?;
-            if opened != plain {
-                return Err(
-                    "a sealed blob did not decrypt and decompress to its data (memory corruption?)"
-                        .into(),
-                );
-            }
+            verifier.check(&self.cipher, (&iv, &self.body, &mac), plain)?;
         }
-        Ok(sealed)
+        Ok(Sealed {
+            iv,
+            body: &self.body,
+            mac,
+        })
     }
 
     pub(crate) fn cipher(&self) -> &RepoCipher {
         &self.cipher
+    }
+}
+
+impl Verifier {
+    fn check(
+        &mut self,
+        cipher: &RepoCipher,
+        (iv, body, mac): (&[u8; IV_LEN], &[u8], &[u8; MAC_LEN]),
+        plain: &[u8],
+    ) -> Result<(), String> {
+        cipher
+            .open_into(iv, body, mac, &mut self.opened)
+            .map_err(|err| format!("a sealed blob failed its verification: {err}"))?;
+        self.plain.clear();
+        // One byte more than expected: a blob that decompresses to more is caught too.
+        self.plain.reserve(plain.len() + 1);
+        self.decompressor
+            .decompress_to_buffer(&self.opened, &mut self.plain)
+            .map_err(|err| format!("a sealed blob failed its verification: {err}"))?;
+        if self.plain != plain {
+            return Err(
+                "a sealed blob did not decrypt and decompress to its data (memory corruption?)"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -108,24 +160,47 @@ impl PackBuilder {
         }
     }
 
+    /// A builder writing into `buffer`, the emptied buffer of a pack already written: one
+    /// buffer per pack instead of a fresh pack-sized allocation every time, which glibc kept
+    /// resident (issue 12).
+    pub(crate) fn reusing(blob_type: BlobType, target_size: usize, mut buffer: Vec<u8>) -> Self {
+        buffer.clear();
+        Self {
+            data: buffer,
+            ..Self::new(blob_type, target_size)
+        }
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.blobs.is_empty()
     }
 
     /// Adds a sealed blob; true when the pack should now be written out.
-    pub(crate) fn add(&mut self, id: [u8; 32], sealed: &[u8], uncompressed_length: usize) -> bool {
+    pub(crate) fn add(
+        &mut self,
+        id: [u8; 32],
+        sealed: &Sealed<'_>,
+        uncompressed_length: usize,
+    ) -> bool {
+        self.add_parts(id, &sealed.parts(), uncompressed_length)
+    }
+
+    fn add_parts(&mut self, id: [u8; 32], parts: &[&[u8]], uncompressed_length: usize) -> bool {
+        let length: usize = parts.iter().map(|part| part.len()).sum();
         if self.data.capacity() == 0 {
             self.data
-                .reserve(self.target_size + self.target_size / 8 + sealed.len());
+                .reserve(self.target_size + self.target_size / 8 + length);
         }
         self.blobs.push(PackedBlob {
             id,
             offset: u32::try_from(self.data.len()).expect("packs stay below 4 GiB"),
-            length: u32::try_from(sealed.len()).expect("blobs stay below 4 GiB"),
+            length: u32::try_from(length).expect("blobs stay below 4 GiB"),
             uncompressed_length: u32::try_from(uncompressed_length)
                 .expect("blobs stay below 4 GiB"),
         });
-        self.data.extend_from_slice(sealed);
+        for part in parts {
+            self.data.extend_from_slice(part);
+        }
         self.data.len() >= self.target_size || self.blobs.len() >= MAX_BLOBS_PER_PACK
     }
 
@@ -208,7 +283,7 @@ mod tests {
     #[test]
     fn a_pack_is_full_at_its_target_size() {
         let mut pack = PackBuilder::new(BlobType::Data, 100);
-        assert!(!pack.add([0; 32], &[0; 60], 60));
-        assert!(pack.add([1; 32], &[0; 60], 60));
+        assert!(!pack.add_parts([0; 32], &[&[0; 60]], 60));
+        assert!(pack.add_parts([1; 32], &[&[0; 50], &[0; 10]], 60));
     }
 }

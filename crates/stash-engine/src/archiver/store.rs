@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use rustic_core::repofile::{BlobType, IndexFile, SnapshotFile};
 use rustic_core::{FileType, Id, Repository, RusticError, RusticResult, WriteBackend};
 use serde::Serialize;
@@ -116,21 +117,33 @@ impl Store {
     }
 
     /// Uploads a pack; its blobs go into the next index file.
-    pub(crate) fn save_pack(&self, file: Vec<u8>, pack: FinishedPack) -> RusticResult<()> {
+    /// Writes a pack and indexes it; gives the pack's buffer back for the next pack when the
+    /// backend kept no reference to it.
+    pub(crate) fn save_pack(
+        &self,
+        file: Vec<u8>,
+        pack: FinishedPack,
+    ) -> RusticResult<Option<Vec<u8>>> {
         // Tree packs are cached (as `rustic_core` does): later backups and restores read them.
         let cacheable = pack.blob_type == BlobType::Tree;
-        self.backend
-            .write_bytes(FileType::Pack, &Id::new(pack.id), cacheable, file.into())?;
+        let file = Bytes::from(file);
+        self.backend.write_bytes(
+            FileType::Pack,
+            &Id::new(pack.id),
+            cacheable,
+            file.clone().into(),
+        )?;
+        let buffer = file.try_into_mut().ok().map(Vec::from);
         let full = {
             let mut unindexed = self.unindexed.lock().expect("index list poisoned");
             unindexed.push(pack);
             let blobs: usize = unindexed.iter().map(|p| p.blobs.len()).sum();
             (blobs >= BLOBS_PER_INDEX_FILE).then(|| std::mem::take(&mut *unindexed))
         };
-        match full {
-            Some(packs) => self.save_index(&packs),
-            None => Ok(()),
+        if let Some(packs) = full {
+            self.save_index(&packs)?;
         }
+        Ok(buffer)
     }
 
     /// Writes the index file of the packs not yet indexed.
