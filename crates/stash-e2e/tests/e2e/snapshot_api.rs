@@ -353,5 +353,28 @@ fn kubectl_get_snapshots_lists_what_restic_lists_gets_one_by_name_refuses_a_user
         ],
     ));
     assert_eq!(listed, app_names[1..]);
+
+    // A Repository that cannot be read does not hide the others: kubectl prints a warning.
+    let missing = dir.path().join("never-initialised");
+    repository_objects(&env, "broken-repo", &missing);
+    let out = kubectl(&env, &["get", "snapshots", "-n", NAMESPACE, "-o", "json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        sorted(item_names(&String::from_utf8_lossy(&out.stdout))),
+        sorted([&app_names[1..], &db_names[..]].concat()),
+    );
+    assert!(
+        stderr.contains("Warning:") && stderr.contains("broken-repo"),
+        "kubectl warns about the unreadable Repository: {stderr}"
+    );
+    let only_broken = kubectl(
+        &env,
+        &["get", "snapshots", "-n", NAMESPACE, "-l", "repository=broken-repo"],
+    );
+    assert!(
+        !only_broken.status.success(),
+        "listing only the unreadable Repository is an error"
+    );
     drop(env);
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use kube::Client;
@@ -115,20 +115,44 @@ async fn list(
         }
     };
     match store::list(&state.client, namespace.as_deref(), selector.repository()).await {
-        Ok(snapshots) => {
-            let items: Vec<Snapshot> = snapshots
+        Ok(listing) => {
+            let items: Vec<Snapshot> = listing
+                .snapshots
                 .into_iter()
                 .filter(|s| selector.matches(s))
                 .collect();
-            if wants_table(headers) {
+            let mut response = if wants_table(headers) {
                 let include = IncludeObject::from_query(query("includeObject").as_deref());
                 json_response(&table(&items, include))
             } else {
                 json_response(&SnapshotList::new(items))
+            };
+            for err in &listing.unreadable {
+                let message = error_chain(err);
+                warn!(error = %message, "a Repository's snapshots are left out of a list");
+                response
+                    .headers_mut()
+                    .append(header::WARNING, warning_header(&message));
             }
+            response
         }
         Err(err) => store_error(&err),
     }
+}
+
+/// A `Warning: 299 - "…"` header, which kubectl prints as `Warning: …` (how the API server
+/// reports deprecations): the list still answers with what could be read.
+fn warning_header(message: &str) -> HeaderValue {
+    let text: String = message
+        .chars()
+        .map(|c| match c {
+            '"' => '\'',
+            c if c.is_ascii_graphic() || c == ' ' => c,
+            _ => '?',
+        })
+        .collect();
+    HeaderValue::from_str(&format!("299 - \"{text}\""))
+        .expect("printable ASCII is a valid header value")
 }
 
 async fn get_one(
@@ -274,9 +298,16 @@ fn status_response(code: StatusCode, reason: &str, message: &str) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use axum::http::HeaderValue;
-
     use super::*;
+
+    #[test]
+    fn an_unreadable_repository_becomes_a_warning_kubectl_prints() {
+        let value = warning_header("Repository demo/r: wrong \"password\"\u{e9}\nagain");
+        assert_eq!(
+            value.to_str().unwrap(),
+            "299 - \"Repository demo/r: wrong 'password'??again\""
+        );
+    }
 
     #[test]
     fn kubectl_s_accept_header_asks_for_a_table_and_a_client_s_does_not() {

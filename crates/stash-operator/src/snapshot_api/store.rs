@@ -36,13 +36,23 @@ pub enum StoreError {
     },
 }
 
+/// What a list found: the snapshots of every Repository that could be read, and why the others
+/// could not.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub snapshots: Vec<Snapshot>,
+    pub unreadable: Vec<StoreError>,
+}
+
 /// The snapshots of the Repositories in `namespace` (`None`: every namespace), or only of
-/// Repository `only` there.
+/// Repository `only` there. One Repository that cannot be read (a wrong password, an unreachable
+/// backend) does not hide the others' snapshots: it is reported in [`Listing::unreadable`]; only
+/// when `only` names it is the list an error.
 pub async fn list(
     client: &Client,
     namespace: Option<&str>,
     only: Option<&str>,
-) -> Result<Vec<Snapshot>, StoreError> {
+) -> Result<Listing, StoreError> {
     let repositories = if let (Some(ns), Some(name)) = (namespace, only) {
         Api::<Repository>::namespaced(client.clone(), ns)
             .get_opt(name)
@@ -71,11 +81,15 @@ pub async fn list(
             })?
             .items
     };
-    let mut snapshots = Vec::new();
+    let mut listing = Listing::default();
     for repository in &repositories {
-        snapshots.extend(of_repository(client, repository).await?);
+        match of_repository(client, repository).await {
+            Ok(snapshots) => listing.snapshots.extend(snapshots),
+            Err(err) if only.is_some() => return Err(err),
+            Err(err) => listing.unreadable.push(err),
+        }
     }
-    Ok(snapshots)
+    Ok(listing)
 }
 
 /// The snapshots of one Repository, oldest first.
