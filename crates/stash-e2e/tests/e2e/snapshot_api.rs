@@ -370,7 +370,14 @@ fn kubectl_get_snapshots_lists_what_restic_lists_gets_one_by_name_refuses_a_user
     );
     let only_broken = kubectl(
         &env,
-        &["get", "snapshots", "-n", NAMESPACE, "-l", "repository=broken-repo"],
+        &[
+            "get",
+            "snapshots",
+            "-n",
+            NAMESPACE,
+            "-l",
+            "repository=broken-repo",
+        ],
     );
     assert!(
         !only_broken.status.success(),
