@@ -15,19 +15,7 @@ pub async fn run(
         read_data_subset: args.read_data_subset.clone(),
     };
     let report = engine.check(request, control).await?;
-    if repo_args.json {
-        repo::print_json(&report)?;
-    } else {
-        for warning in &report.warnings {
-            eprintln!("warning: {warning}");
-        }
-        for error in &report.errors {
-            eprintln!("error: {error}");
-        }
-        if report.is_ok() {
-            println!("no errors were found");
-        }
-    }
+    print_report(&report, repo_args.json)?;
     if report.is_ok() {
         Ok(ExitCode::Ok)
     } else {
@@ -37,4 +25,21 @@ pub async fn run(
         );
         Ok(ExitCode::Error)
     }
+}
+
+/// A check report as restic prints it (warnings and errors on stderr), or as JSON.
+pub(crate) fn print_report(report: &stash_engine::CheckReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        return repo::print_json(report);
+    }
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
+    for error in &report.errors {
+        eprintln!("error: {error}");
+    }
+    if report.is_ok() {
+        println!("no errors were found");
+    }
+    Ok(())
 }

@@ -288,19 +288,7 @@ async fn check(
         read_data_subset: None,
     };
     let report = stash_kubectl::check::run(client, repository, request, control).await?;
-    if json {
-        repo::print_json(&report)?;
-    } else {
-        for warning in &report.warnings {
-            eprintln!("warning: {warning}");
-        }
-        for error in &report.errors {
-            eprintln!("error: {error}");
-        }
-        if report.is_ok() {
-            println!("no errors were found");
-        }
-    }
+    super::check::print_report(&report, json)?;
     stash_kubectl::check::verdict(repository, &report).map_err(Into::into)
 }
 

@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, PostParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
-use stash_api::condition::{Condition, ConditionStatus, ConditionType};
+use stash_api::condition::{Condition, ConditionType};
 use stash_api::labels;
 use stash_api::v1beta1::{BackupSession, BackupSessionStatus};
 
@@ -51,16 +51,8 @@ pub fn condition(
     now: Timestamp,
 ) -> Condition {
     Condition {
-        type_,
-        status: if ok {
-            ConditionStatus::True
-        } else {
-            ConditionStatus::False
-        },
-        observed_generation: None,
         last_transition_time: Some(Time(now)),
-        reason: Some(reason.to_owned()),
-        message: Some(message),
+        ..crate::controllers::conditions::condition(type_, ok, reason, message)
     }
 }
 
