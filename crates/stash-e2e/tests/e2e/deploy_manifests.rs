@@ -176,7 +176,31 @@ pub(crate) async fn the_installed_operator_answers(client: Client) {
     bcs.create(&PostParams::default(), &bc)
         .await
         .expect("the validating webhook admits Stash's deployment example");
-    let created = Api::<Deployment>::namespaced(client.clone(), &ns)
+    // The webhook decides from its own watch of BackupConfigurations, which sees the one just created a
+    // moment later (a Deployment admitted in between is patched by the controller instead, as Stash's
+    // is): dry-run until the webhook's answer carries the sidecar, then create for real.
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
+    wait_for(
+        "a dry-run Deployment to come back with the sidecar from the webhook",
+        TIMEOUT,
+        || async {
+            let dry = PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            };
+            let created = deployments
+                .create(&dry, &deployment())
+                .await
+                .map_err(|e| e.to_string())?;
+            if has_sidecar(&created) {
+                Ok(())
+            } else {
+                Err("no sidecar yet".to_owned())
+            }
+        },
+    )
+    .await;
+    let created = deployments
         .create(&PostParams::default(), &deployment())
         .await
         .expect("create Deployment stash-demo");
