@@ -4,6 +4,7 @@
 mod support;
 
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -377,6 +378,9 @@ fn retry_lock_waits_for_a_live_restic_lock_and_a_dead_one_blocks_nobody() {
 /// A real restic process holding a shared lock: `restic backup --stdin` waits for input.
 /// The caller kills and waits for the returned child.
 #[allow(clippy::zombie_processes)]
+/// A restic backup from a stdin that never ends, past its own lock check: restic writes its lock, waits,
+/// then looks for other locks and gives up (removing its lock) if it finds one, so a stash lock taken in
+/// that window would make restic's vanish. `-v` prints "load index files" once restic holds the lock.
 fn restic_holding_a_lock(
     s: &Scratch,
     repo: &std::path::Path,
@@ -388,6 +392,7 @@ fn restic_holding_a_lock(
         .arg(repo)
         .args([
             "backup",
+            "-v",
             "--stdin",
             "--stdin-filename",
             "blocked",
@@ -395,21 +400,25 @@ fn restic_holding_a_lock(
             "other-pod",
         ])
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(new) = lock_files(repo).into_iter().find(|l| !before.contains(l)) {
-            return (restic, new);
-        }
-        if Instant::now() > deadline {
+    let mut progress = BufReader::new(restic.stdout.take().unwrap()).lines();
+    let locked = progress
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|line| line.starts_with("load index files"));
+    // Go exits on a write to a closed stdout: keep reading until restic ends.
+    std::thread::spawn(move || progress.for_each(drop));
+    let new = lock_files(repo).into_iter().find(|l| !before.contains(l));
+    match new {
+        Some(lock) if locked => (restic, lock),
+        _ => {
             let _ = restic.kill();
             let _ = restic.wait();
-            panic!("restic did not take its lock");
+            panic!("restic did not take its lock (locked: {locked})");
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
