@@ -68,8 +68,20 @@ impl LockStore for DirStore {
     fn write(&self, name: &str, data: &[u8]) -> Result<(), String> {
         std::fs::create_dir_all(&self.0)
             .map_err(|e| text(&Self::io("create", self.0.clone())(e)))?;
+        // Written beside and renamed into place, as restic's local backend does: a process
+        // killed while writing must not leave a partial lock, which restic then cannot decode
+        // (and refuses to lock beside). A leftover temporary name is not an id; both ignore it.
         let path = self.0.join(name);
-        std::fs::write(&path, data).map_err(|e| text(&Self::io("write", path)(e)))
+        let write = || -> std::io::Result<()> {
+            let mut partial = tempfile::Builder::new()
+                .prefix(".lock-")
+                .tempfile_in(&self.0)?;
+            std::io::Write::write_all(&mut partial, data)?;
+            partial.as_file().sync_all()?;
+            partial.persist(&path).map_err(|err| err.error)?;
+            Ok(())
+        };
+        write().map_err(|e| text(&Self::io("write", path)(e)))
     }
 
     fn remove(&self, name: &str) -> Result<(), String> {
