@@ -30,6 +30,11 @@ fn the_own_archiver_writes_the_tree_rustic_core_writes_for_the_same_input() {
     // Nested dirs, links, empty files, modes, a 3 MiB random file (several chunks), a 1.8 MiB
     // text file and a 64 MiB sparse file (chunks of zeros, deduplicated).
     tree::full(&source, false);
+    // A random file large enough for a second sealing thread (16 MiB and more).
+    tree::write(
+        &source.join("large/random.bin"),
+        &tree::pseudo_random(77, 40 << 20),
+    );
     for i in 0..300u64 {
         let len = 100 + usize::try_from(i * 7919 % 3997).unwrap();
         tree::write(

@@ -1,25 +1,108 @@
 //! restic's content-defined chunking (Rabin fingerprint over a 64-byte window), with the
-//! fingerprint's lookup tables computed once per repository.
+//! fingerprint's lookup tables computed once per repository and the window read from the chunk
+//! itself.
 //!
 //! `rustic_core` computes the two 256-entry tables by polynomial arithmetic for every file it
 //! reads, which was 41% of the CPU of a backup of many small files (`docs/benchmarks.md`,
-//! issue 12). The tables depend only on the repository's polynomial, so [`Chunker`] keeps one
-//! `rustic_cdc::Rabin64` and each file starts from a copy of it: the same fresh state the
-//! per-file construction gives, hence the same cut points and the same blob ids.
+//! issue 12). The tables depend only on the repository's polynomial, so [`Chunker`] builds them
+//! once with `rustic_cdc`'s own functions. `rustic_cdc::Rabin64` also keeps the window in a ring
+//! buffer of its own, a store and a bounds check per byte; the chunk being cut is already in one
+//! buffer, so [`Fingerprint`] reads the byte leaving the window from there: the same hash
+//! sequence, hence the same cut points and blob ids, in fewer instructions per byte (this loop is
+//! all of the CPU of re-reading a large changed file whose blobs are known).
 
 use std::io::{self, Read};
 use std::sync::mpsc::Receiver;
 
-use rustic_cdc::{Rabin64, RollingHash64};
+use rustic_cdc::{Polynom, Rabin64};
 
 /// log2 of the window restic slides its fingerprint over (64 bytes).
 const WINDOW_BITS: u32 = 6;
 const WINDOW: usize = 1 << WINDOW_BITS;
 
+/// The fingerprint's tables for one polynomial, as `rustic_cdc::Rabin64` computes them.
+struct Tables {
+    /// What a byte contributes once it has slid out of the window.
+    out: [u64; 256],
+    /// The reduction of the bits shifted past the polynomial's degree.
+    reduce: [u64; 256],
+    shift: i32,
+}
+
+/// restic's rolling Rabin fingerprint of the chunk being cut, started at the minimum size.
+///
+/// `rustic_cdc`'s start (`reset_and_prefill_window`, which `rustic_core` uses and restic matches)
+/// hashes the 63 bytes before the last one under the minimum size, and its ring buffer then holds
+/// a zero where the window's last byte would be: the first byte slid in pushes out nothing, the
+/// next 63 push out the byte 65 before them, and from the 64th on the window is the 64 bytes
+/// before. [`Fingerprint::leaving`] reproduces exactly that.
+struct Fingerprint {
+    hash: u64,
+}
+
+impl Fingerprint {
+    /// The fingerprint after the prefill, for a chunk whose minimum size is `min`.
+    fn start(tables: &Tables, data: &[u8], min: usize) -> Self {
+        let mut hash = 0u64;
+        for &byte in &data[min - WINDOW..min - 1] {
+            let top = (hash >> tables.shift) & 255;
+            hash = ((hash << 8) | u64::from(byte)) ^ tables.reduce[top as usize];
+        }
+        Self { hash }
+    }
+
+    /// The byte the slide of `data[at]` pushes out of the window.
+    fn leaving(data: &[u8], min: usize, at: usize) -> u8 {
+        match at - min {
+            0 => 0,
+            1..WINDOW => data[at - WINDOW - 1],
+            _ => data[at - WINDOW],
+        }
+    }
+
+    /// Slides from `at` until the low bits under `mask` are all zero or `limit` is reached;
+    /// returns where it stopped.
+    fn scan(
+        &mut self,
+        tables: &Tables,
+        data: &[u8],
+        min: usize,
+        mut at: usize,
+        limit: usize,
+        mask: u64,
+    ) -> usize {
+        let mut hash = self.hash;
+        // The first slides, whose leaving byte is irregular.
+        while at < limit && at - min < WINDOW && hash & mask != 0 {
+            hash = Self::slid(tables, hash, Self::leaving(data, min, at), data[at]);
+            at += 1;
+        }
+        if at >= min + WINDOW {
+            let (entering, leaving) = (&data[at..limit], &data[at - WINDOW..limit - WINDOW]);
+            for (&byte, &out) in entering.iter().zip(leaving) {
+                if hash & mask == 0 {
+                    break;
+                }
+                hash = Self::slid(tables, hash, out, byte);
+                at += 1;
+            }
+        }
+        self.hash = hash;
+        at
+    }
+
+    #[inline]
+    fn slid(tables: &Tables, hash: u64, out: u8, byte: u8) -> u64 {
+        let hash = hash ^ tables.out[usize::from(out)];
+        let top = (hash >> tables.shift) & 255;
+        ((hash << 8) | u64::from(byte)) ^ tables.reduce[top as usize]
+    }
+}
+
 /// The repository's chunking parameters with the fingerprint tables built.
 #[derive(Clone)]
 pub(crate) struct Chunker {
-    fresh: Rabin64,
+    tables: std::sync::Arc<Tables>,
     min_size: usize,
     max_size: usize,
     split_mask: u64,
@@ -39,7 +122,11 @@ impl Chunker {
             && average <= max_size
             && min_size >= WINDOW;
         valid.then(|| Self {
-            fresh: Rabin64::new_with_polynom(WINDOW_BITS, &polynomial),
+            tables: std::sync::Arc::new(Tables {
+                out: Rabin64::calculate_out_table(WINDOW, &polynomial),
+                reduce: Rabin64::calculate_mod_table(&polynomial),
+                shift: polynomial.degree() - 8,
+            }),
             min_size,
             max_size,
             split_mask: average as u64 - 1,
@@ -51,16 +138,22 @@ impl Chunker {
         self.min_size
     }
 
+    /// The largest chunk it cuts.
+    pub(crate) fn max_size(&self) -> usize {
+        self.max_size
+    }
+
     /// The chunks of `reader`, read in pieces of [`READ_SIZE`] into buffers taken from `spare`
     /// when it has one.
     pub(crate) fn chunks<'a, R: Read>(
-        &self,
+        &'a self,
         reader: R,
         spare: &'a Receiver<Vec<u8>>,
     ) -> Chunks<'a, R> {
         Chunks {
             spare,
-            rabin: self.fresh.clone(),
+            tables: &self.tables,
+            fingerprint: Fingerprint { hash: 0 },
             min_size: self.min_size,
             max_size: self.max_size,
             split_mask: self.split_mask,
@@ -82,7 +175,8 @@ const READ_SIZE: usize = 256 << 10;
 /// chunk's bytes are not copied again after they are read.
 pub(crate) struct Chunks<'a, R> {
     spare: &'a Receiver<Vec<u8>>,
-    rabin: Rabin64,
+    tables: &'a Tables,
+    fingerprint: Fingerprint,
     min_size: usize,
     max_size: usize,
     split_mask: u64,
@@ -123,18 +217,15 @@ impl<R: Read> Chunks<'_, R> {
         if data.len() < self.min_size {
             return self.eof.then_some(data.len());
         }
+        let min = self.min_size;
         if self.scanned == 0 {
-            let min = self.min_size;
-            self.rabin
-                .reset_and_prefill_window(&mut data[min - WINDOW..min].iter().copied());
+            self.fingerprint = Fingerprint::start(self.tables, data, min);
             self.scanned = min;
         }
         let limit = data.len().min(self.max_size);
-        let mut at = self.scanned;
-        while at < limit && self.rabin.hash & self.split_mask != 0 {
-            self.rabin.slide(data[at]);
-            at += 1;
-        }
+        let at =
+            self.fingerprint
+                .scan(self.tables, data, min, self.scanned, limit, self.split_mask);
         self.scanned = at;
         let decided = at < limit || at == self.max_size || self.eof;
         decided.then_some(at)
@@ -253,6 +344,56 @@ mod tests {
             .collect();
         assert!(spare.try_recv().is_err(), "every spare buffer was taken");
         assert_eq!(reusing, cut(&chunker, &data[..]));
+    }
+
+    /// The cut points as `rustic_cdc::Rabin64` gives them, slid byte by byte through its ring
+    /// buffer (the way `rustic_core` cuts).
+    fn reference_cut_lengths(
+        poly: u64,
+        average: usize,
+        min: usize,
+        max: usize,
+        data: &[u8],
+    ) -> Vec<usize> {
+        use rustic_cdc::RollingHash64;
+        let mut rabin = Rabin64::new_with_polynom(WINDOW_BITS, &poly);
+        let mask = average as u64 - 1;
+        let mut lengths = Vec::new();
+        let mut rest = data;
+        while !rest.is_empty() {
+            if rest.len() < min {
+                lengths.push(rest.len());
+                break;
+            }
+            rabin.reset_and_prefill_window(&mut rest[min - WINDOW..min].iter().copied());
+            let limit = rest.len().min(max);
+            let mut at = min;
+            while at < limit && rabin.hash & mask != 0 {
+                rabin.slide(rest[at]);
+                at += 1;
+            }
+            lengths.push(at);
+            rest = &rest[at..];
+        }
+        lengths
+    }
+
+    #[test]
+    fn the_cut_points_are_rustic_cdcs_for_small_and_default_parameters() {
+        for (average, min, max, len) in [
+            (256, 64, 1024, 1 << 20),
+            (512, 100, 700, 1 << 20),
+            (1 << 20, 512 << 10, 8 << 20, 24 << 20),
+        ] {
+            let data = noise(len, average as u64);
+            let chunker = Chunker::new(POLY, average, min, max).unwrap();
+            let lengths: Vec<usize> = cut(&chunker, &data[..]).iter().map(Vec::len).collect();
+            assert!(lengths.len() > 10, "{} chunks", lengths.len());
+            assert_eq!(
+                lengths,
+                reference_cut_lengths(POLY, average, min, max, &data)
+            );
+        }
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! The file workers: each reads the files of a batch, cuts them into blobs, stores the blobs
-//! the repository lacks in a data pack of its own, and answers with the files' blob ids.
+//! the repository lacks in the shared data pack, and answers with the files' blob ids.
 //!
-//! Files come in batches (one hand-over per batch, not per file or per blob), each worker
-//! keeps its zstd contexts for the whole backup, all workers fill one data pack (one pack
-//! buffer per worker put stash's peak RSS above restic's, issue 12), and a file smaller than the
-//! minimum chunk is read whole and is one blob without any chunking. A large file is cut on the
-//! worker's thread while a helper thread compresses, encrypts and packs its new blobs, so one
-//! large file keeps two cores busy.
+//! Files come in batches (one hand-over per batch, not per file or per blob), a worker borrows
+//! a sealer (zstd contexts and buffers kept for the whole backup) from the archiver's pool for
+//! each batch, all workers fill one data pack (one pack buffer per worker put stash's peak RSS
+//! above restic's, issue 12), and a file smaller than the minimum chunk is read whole and is one
+//! blob without any chunking. A large file is cut on the worker's thread while one or two helper
+//! threads compress, encrypt and pack its new blobs, so one large file keeps two cores busy.
 
 use std::io::{Cursor, Read};
 use std::sync::Mutex;
@@ -17,7 +17,7 @@ use rustic_core::{DataId, Id, ReadSourceOpen, RusticResult};
 use sha2::{Digest, Sha256};
 
 use super::Shared;
-use super::pack::Sealer;
+use super::sealers::Sealing;
 use crate::source::WatchedOpen;
 
 /// A file to read: its opener and the size the walk saw.
@@ -53,12 +53,9 @@ impl DataStats {
     }
 }
 
-/// A worker's sealer; the sealed blobs go into the archiver's shared data pack.
-struct Packing<'a> {
-    shared: &'a Shared,
-    sealer: Sealer,
-    stats: DataStats,
-}
+/// Files from this size on may get a second sealing thread (when a sealer is free, see
+/// [`super::sealers::Sealers`]); smaller ones are cut faster than a second thread would start to help.
+const SECOND_SEALER_BYTES: u64 = 16 << 20;
 
 /// Chunk buffers go from the chunker to the sealing thread and back, so a worker cuts a large
 /// file into a few buffers it reuses instead of a fresh allocation per chunk, which glibc kept
@@ -78,55 +75,40 @@ impl Recycler {
     }
 }
 
-impl Packing<'_> {
-    fn store(&mut self, id: [u8; 32], plain: &[u8]) -> RusticResult<()> {
-        let sealed = self.sealer.seal(plain).map_err(super::internal)?;
-        self.stats.blobs += 1;
-        self.stats.plain += plain.len() as u64;
-        self.stats.packed += sealed.len() as u64;
-        self.shared.add_data_blob(id, &sealed, plain.len())
-    }
-}
-
 /// Serves batches until the sender is dropped.
-pub(crate) fn work(shared: &Shared, batches: &Mutex<Receiver<Batch>>) -> RusticResult<DataStats> {
-    let mut packing = Packing {
-        shared,
-        sealer: shared.sealer()?,
-        stats: DataStats::default(),
-    };
+pub(crate) fn work(shared: &Shared, batches: &Mutex<Receiver<Batch>>) -> RusticResult<()> {
     let recycler = Recycler::new();
     loop {
         let batch = batches.lock().expect("batch queue poisoned").recv();
         let Ok(Batch { jobs, reply }) = batch else {
-            break;
+            return Ok(());
         };
-        let outcome: BatchReply = jobs
-            .into_iter()
-            .map(|job| read_file(&mut packing, &recycler, job))
-            .collect();
+        let outcome: BatchReply = shared.sealers.take(shared).and_then(|mut sealing| {
+            jobs.into_iter()
+                .map(|job| read_file(shared, &mut sealing, &recycler, job))
+                .collect()
+        });
         let failed = outcome.is_err();
         // The archiver may have stopped listening (it failed elsewhere); nothing to do then.
         let _ = reply.send(outcome);
         if failed {
-            return Ok(packing.stats);
+            return Ok(());
         }
     }
-    Ok(packing.stats)
 }
 
 fn read_file(
-    packing: &mut Packing<'_>,
+    shared: &Shared,
+    sealing: &mut Sealing,
     recycler: &Recycler,
     job: FileJob,
 ) -> RusticResult<FileOutcome> {
     let Ok(mut reader) = job.open.open() else {
         return Ok(None);
     };
-    let shared = packing.shared;
     let min = shared.chunker.min_size();
     if job.size >= min as u64 {
-        return read_large(packing, recycler, reader);
+        return read_large(shared, sealing, recycler, reader, job.size);
     }
     let mut data = Vec::with_capacity(usize::try_from(job.size).unwrap_or(0) + 1);
     if reader.read_to_end(&mut data).is_err() {
@@ -134,40 +116,73 @@ fn read_file(
     }
     if data.len() >= min {
         // It grew since the walk saw it.
-        return read_large(packing, recycler, Cursor::new(data).chain(reader));
+        let size = data.len() as u64;
+        return read_large(
+            shared,
+            sealing,
+            recycler,
+            Cursor::new(data).chain(reader),
+            size,
+        );
     }
     if data.is_empty() {
         return Ok(Some((Vec::new(), 0)));
     }
     let id: [u8; 32] = Sha256::digest(&data).into();
     if shared.known.claim(BlobType::Data, id) {
-        packing.store(id, &data)?;
+        sealing.store(shared, id, &data)?;
     }
     shared.tracker.add_bytes(data.len() as u64);
     Ok(Some((vec![DataId::from(Id::new(id))], data.len() as u64)))
 }
 
-/// Cuts on this thread; a helper seals and packs the new chunks.
+/// Cuts on this thread; one helper with `sealing`, and a second one when the file is large (by
+/// `size`, as the walk saw it) and a sealer is free, seal and pack the new chunks.
 fn read_large(
-    packing: &mut Packing<'_>,
+    shared: &Shared,
+    sealing: &mut Sealing,
     recycler: &Recycler,
     reader: impl Read,
+    size: u64,
 ) -> RusticResult<FileOutcome> {
-    let shared = packing.shared;
-    let (chunks, new_chunks) = sync_channel::<([u8; 32], Vec<u8>)>(2);
+    let mut second = if size >= SECOND_SEALER_BYTES {
+        shared.sealers.try_take(shared)?
+    } else {
+        None
+    };
+    let two = second.is_some();
+    let (chunks, new_chunks) = sync_channel::<([u8; 32], Vec<u8>)>(if two { 3 } else { 2 });
+    // A helper that fails drops the receiver, so the cutting stops at its next send.
+    let new_chunks = Mutex::new(Some(new_chunks));
     let give_back = recycler.give_back.clone();
+    let seal = |sealing: &mut Sealing| -> RusticResult<()> {
+        loop {
+            let next = match new_chunks.lock().expect("chunk queue poisoned").as_ref() {
+                Some(queue) => queue.recv(),
+                None => return Ok(()),
+            };
+            let Ok((id, chunk)) = next else {
+                return Ok(());
+            };
+            if let Err(err) = sealing.store(shared, id, &chunk) {
+                drop(new_chunks.lock().expect("chunk queue poisoned").take());
+                return Err(err);
+            }
+            // Full: enough buffers wait already; this one is freed.
+            let _ = give_back.try_send(chunk);
+        }
+    };
+    let sealings = std::iter::once(sealing).chain(second.as_deref_mut());
     std::thread::scope(|scope| {
-        let helper = std::thread::Builder::new()
-            .name("stash-seal".into())
-            .spawn_scoped(scope, || -> RusticResult<()> {
-                for (id, chunk) in new_chunks {
-                    packing.store(id, &chunk)?;
-                    // Full: enough buffers wait already; this one is freed.
-                    let _ = give_back.try_send(chunk);
-                }
-                Ok(())
+        let seal = &seal;
+        let helpers: Vec<_> = sealings
+            .map(|sealing| {
+                std::thread::Builder::new()
+                    .name("stash-seal".into())
+                    .spawn_scoped(scope, move || seal(sealing))
+                    .expect("a sealing thread could not be started")
             })
-            .expect("the sealing thread could not be started");
+            .collect();
         let mut ids = Vec::new();
         let mut bytes = 0u64;
         let mut complete = true;
@@ -180,13 +195,21 @@ fn read_large(
             ids.push(DataId::from(Id::new(id)));
             bytes += chunk.len() as u64;
             shared.tracker.add_bytes(chunk.len() as u64);
-            // A failed send means the helper stopped on an error, which its join returns.
+            // A failed send means a helper stopped on an error, which its join returns.
             if shared.known.claim(BlobType::Data, id) && chunks.send((id, chunk)).is_err() {
                 break;
             }
         }
         drop(chunks);
-        helper.join().expect("the sealing thread panicked")?;
-        Ok(complete.then_some((ids, bytes)))
+        let mut failed = None;
+        for helper in helpers {
+            if let Err(err) = helper.join().expect("a sealing thread panicked") {
+                failed = failed.or(Some(err));
+            }
+        }
+        match failed {
+            Some(err) => Err(err),
+            None => Ok(complete.then_some((ids, bytes))),
+        }
     })
 }

@@ -16,6 +16,7 @@
 mod chunker;
 mod files;
 mod pack;
+mod sealers;
 mod store;
 mod trees;
 
@@ -31,8 +32,9 @@ use rustic_core::{
 };
 
 use self::chunker::Chunker;
-use self::files::{Batch, BatchReply, DataStats, FileJob, FileOutcome};
+use self::files::{Batch, BatchReply, FileJob, FileOutcome};
 use self::pack::{PackBuilder, Sealed, Sealer};
+use self::sealers::Sealers;
 use self::store::{KnownBlobs, Store};
 use self::trees::{Shape, Step, TreeBuilder};
 use crate::cipher::RepoCipher;
@@ -62,6 +64,8 @@ pub(crate) struct Shared {
     data_pack: Mutex<PackBuilder>,
     /// Buffers of data packs already written, for the next packs.
     spare_pack_buffers: Mutex<Vec<Vec<u8>>>,
+    /// The file workers' sealers.
+    sealers: Sealers,
     tree_pack_size: usize,
     tracker: Arc<Tracker>,
 }
@@ -98,6 +102,7 @@ impl Shared {
             config.packsize(rustic_core::repofile::BlobType::Tree);
         Some(KnownBlobs::load(repo).map(|(known, sizes)| {
             let data_pack_size = pack_size(data_size, data_grow, data_limit, sizes.data);
+            let data_pack = Mutex::new(new_data_pack(data_pack_size, &chunker));
             Self {
                 store: Store::new(backend, cipher.clone(), level),
                 cipher,
@@ -106,8 +111,9 @@ impl Shared {
                 chunker,
                 known,
                 data_pack_size,
-                data_pack: Mutex::new(PackBuilder::new(BlobType::Data, data_pack_size)),
+                data_pack,
                 spare_pack_buffers: Mutex::new(Vec::new()),
+                sealers: Sealers::new(file_workers()),
                 tree_pack_size: pack_size(tree_size, tree_grow, tree_limit, sizes.trees),
                 tracker,
             }
@@ -137,7 +143,7 @@ impl Shared {
     fn flush_data_pack(&self) -> RusticResult<()> {
         let mut pack = std::mem::replace(
             &mut *self.data_pack.lock().expect("data pack poisoned"),
-            PackBuilder::new(BlobType::Data, self.data_pack_size),
+            new_data_pack(self.data_pack_size, &self.chunker),
         );
         self.save_data_pack(&mut pack)
     }
@@ -149,8 +155,8 @@ impl Shared {
             .expect("pack buffers poisoned")
             .pop();
         match spare {
-            Some(buffer) => PackBuilder::reusing(BlobType::Data, self.data_pack_size, buffer),
-            None => PackBuilder::new(BlobType::Data, self.data_pack_size),
+            Some(buffer) => new_data_pack(self.data_pack_size, &self.chunker).reusing(buffer),
+            None => new_data_pack(self.data_pack_size, &self.chunker),
         }
     }
 
@@ -181,6 +187,23 @@ impl Shared {
             )
         })
     }
+}
+
+/// An empty data pack with room for the largest blob the chunker cuts, sealed.
+fn new_data_pack(target_size: usize, chunker: &Chunker) -> PackBuilder {
+    let largest_blob = zstd::zstd_safe::compress_bound(chunker.max_size())
+        + crate::cipher::IV_LEN
+        + crate::cipher::MAC_LEN;
+    PackBuilder::with_headroom(
+        BlobType::Data,
+        target_size,
+        largest_blob.max(target_size / 8),
+    )
+}
+
+/// File worker threads: one per core, at most eight.
+fn file_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8))
 }
 
 /// restic's and `rustic_core`'s pack size: a base that grows with the square root of what the
@@ -220,7 +243,7 @@ pub(crate) fn archive(
     }
     snapshot.paths = listed;
 
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
+    let workers = file_workers();
     let (batches, queue) = sync_channel::<Batch>(workers * 2);
     let queue = Mutex::new(queue);
     let (tree, summary, data) = std::thread::scope(|scope| -> RusticResult<_> {
@@ -256,14 +279,13 @@ pub(crate) fn archive(
         let walked = feeder.walk(source);
         // Every worker finishes its batches, also after an error.
         drop(feeder.batches.take());
-        let mut data = DataStats::default();
         let mut worker_error = None;
         for handle in handles {
-            match handle.join().expect("a file worker panicked") {
-                Ok(stats) => data.add(stats),
-                Err(err) => worker_error = worker_error.or(Some(err)),
+            if let Err(err) = handle.join().expect("a file worker panicked") {
+                worker_error = worker_error.or(Some(err));
             }
         }
+        let data = shared.sealers.stats();
         // Written also after an error: a next backup reuses the packs already uploaded.
         let flushed = shared.flush_data_pack();
         walked?;

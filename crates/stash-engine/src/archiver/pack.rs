@@ -146,15 +146,24 @@ pub(crate) struct FinishedPack {
 pub(crate) struct PackBuilder {
     blob_type: BlobType,
     target_size: usize,
+    /// Room past the target size for the blob that fills the pack, so the buffer is never
+    /// grown: a grown pack buffer doubled, twice a pack resident (issue 12).
+    headroom: usize,
     data: Vec<u8>,
     blobs: Vec<PackedBlob>,
 }
 
 impl PackBuilder {
     pub(crate) fn new(blob_type: BlobType, target_size: usize) -> Self {
+        Self::with_headroom(blob_type, target_size, target_size / 8)
+    }
+
+    /// A builder whose buffer holds `target_size` plus a blob of up to `headroom` bytes.
+    pub(crate) fn with_headroom(blob_type: BlobType, target_size: usize, headroom: usize) -> Self {
         Self {
             blob_type,
             target_size,
+            headroom,
             data: Vec::new(),
             blobs: Vec::new(),
         }
@@ -163,12 +172,10 @@ impl PackBuilder {
     /// A builder writing into `buffer`, the emptied buffer of a pack already written: one
     /// buffer per pack instead of a fresh pack-sized allocation every time, which glibc kept
     /// resident (issue 12).
-    pub(crate) fn reusing(blob_type: BlobType, target_size: usize, mut buffer: Vec<u8>) -> Self {
+    pub(crate) fn reusing(mut self, mut buffer: Vec<u8>) -> Self {
         buffer.clear();
-        Self {
-            data: buffer,
-            ..Self::new(blob_type, target_size)
-        }
+        self.data = buffer;
+        self
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -189,7 +196,7 @@ impl PackBuilder {
         let length: usize = parts.iter().map(|part| part.len()).sum();
         if self.data.capacity() == 0 {
             self.data
-                .reserve(self.target_size + self.target_size / 8 + length);
+                .reserve(self.target_size + self.headroom.max(length));
         }
         self.blobs.push(PackedBlob {
             id,
