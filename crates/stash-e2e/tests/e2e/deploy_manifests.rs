@@ -115,6 +115,36 @@ async fn demo_namespace(client: &Client) -> String {
     name
 }
 
+/// Deployment `stash-demo`, created once a dry run of it comes back with the sidecar. The webhook
+/// decides from its own watch of BackupConfigurations, which sees one just created a moment later
+/// (a Deployment admitted in between is patched by the controller instead, as Stash's is).
+async fn created_once_the_webhook_knows_the_invoker(deployments: &Api<Deployment>) -> Deployment {
+    wait_for(
+        "a dry-run Deployment to come back with the sidecar from the webhook",
+        TIMEOUT,
+        || async {
+            let dry = PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            };
+            let created = deployments
+                .create(&dry, &deployment())
+                .await
+                .map_err(|e| e.to_string())?;
+            if has_sidecar(&created) {
+                Ok(())
+            } else {
+                Err("no sidecar yet".to_owned())
+            }
+        },
+    )
+    .await;
+    deployments
+        .create(&PostParams::default(), &deployment())
+        .await
+        .expect("create Deployment stash-demo")
+}
+
 /// The operator installed in kube-system is Ready, leads, and its webhooks answer through the Service:
 /// an invalid BackupConfiguration is refused, a Deployment created after its BackupConfiguration gets
 /// the sidecar. Also the proof of the Helm chart's rendering (`helm_chart`).
@@ -176,34 +206,8 @@ pub(crate) async fn the_installed_operator_answers(client: Client) {
     bcs.create(&PostParams::default(), &bc)
         .await
         .expect("the validating webhook admits Stash's deployment example");
-    // The webhook decides from its own watch of BackupConfigurations, which sees the one just created a
-    // moment later (a Deployment admitted in between is patched by the controller instead, as Stash's
-    // is): dry-run until the webhook's answer carries the sidecar, then create for real.
-    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
-    wait_for(
-        "a dry-run Deployment to come back with the sidecar from the webhook",
-        TIMEOUT,
-        || async {
-            let dry = PostParams {
-                dry_run: true,
-                ..PostParams::default()
-            };
-            let created = deployments
-                .create(&dry, &deployment())
-                .await
-                .map_err(|e| e.to_string())?;
-            if has_sidecar(&created) {
-                Ok(())
-            } else {
-                Err("no sidecar yet".to_owned())
-            }
-        },
-    )
-    .await;
-    let created = deployments
-        .create(&PostParams::default(), &deployment())
-        .await
-        .expect("create Deployment stash-demo");
+    let created =
+        created_once_the_webhook_knows_the_invoker(&Api::namespaced(client.clone(), &ns)).await;
     assert!(
         has_sidecar(&created),
         "the Deployment as created carries the sidecar from the mutating webhook"
