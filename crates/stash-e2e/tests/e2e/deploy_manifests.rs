@@ -12,7 +12,6 @@
 use std::path::Path;
 use std::process::Command;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use k8s_openapi::api::rbac::v1::ClusterRole;
@@ -57,34 +56,6 @@ fn install_operator(env: &TestEnv, pushgateway_url: &str) {
     );
 }
 
-fn deployment() -> Deployment {
-    serde_json::from_value(json!({
-        "metadata": {"name": "stash-demo", "labels": {"app": "stash-demo"}},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": "stash-demo"}},
-            "template": {
-                "metadata": {"labels": {"app": "stash-demo"}},
-                "spec": {
-                    "containers": [{"name": "busybox", "image": "busybox",
-                                    "volumeMounts": [{"name": "source-data", "mountPath": "/source/data"}]}],
-                    "volumes": [{"name": "source-data", "configMap": {"name": "stash-sample-data"}}]
-                }
-            }
-        }
-    }))
-    .unwrap()
-}
-
-fn has_sidecar(deployment: &Deployment) -> bool {
-    deployment
-        .spec
-        .template
-        .spec
-        .as_ref()
-        .is_some_and(|s| s.containers.iter().any(|c| c.name == "stash"))
-}
-
 async fn operator_pod(client: &Client) -> Pod {
     let pods = Api::<Pod>::namespaced(client.clone(), "kube-system");
     let list = pods
@@ -113,36 +84,6 @@ async fn demo_namespace(client: &Client) -> String {
         .await
         .expect("create the demo namespace");
     name
-}
-
-/// Deployment `stash-demo`, created once a dry run of it comes back with the sidecar. The webhook
-/// decides from its own watch of BackupConfigurations, which sees one just created a moment later
-/// (a Deployment admitted in between is patched by the controller instead, as Stash's is).
-async fn created_once_the_webhook_knows_the_invoker(deployments: &Api<Deployment>) -> Deployment {
-    wait_for(
-        "a dry-run Deployment to come back with the sidecar from the webhook",
-        TIMEOUT,
-        || async {
-            let dry = PostParams {
-                dry_run: true,
-                ..PostParams::default()
-            };
-            let created = deployments
-                .create(&dry, &deployment())
-                .await
-                .map_err(|e| e.to_string())?;
-            if has_sidecar(&created) {
-                Ok(())
-            } else {
-                Err("no sidecar yet".to_owned())
-            }
-        },
-    )
-    .await;
-    deployments
-        .create(&PostParams::default(), &deployment())
-        .await
-        .expect("create Deployment stash-demo")
 }
 
 /// The operator installed in kube-system is Ready, leads, and its webhooks answer through the Service:
@@ -206,10 +147,12 @@ pub(crate) async fn the_installed_operator_answers(client: Client) {
     bcs.create(&PostParams::default(), &bc)
         .await
         .expect("the validating webhook admits Stash's deployment example");
-    let created =
-        created_once_the_webhook_knows_the_invoker(&Api::namespaced(client.clone(), &ns)).await;
+    let created = crate::support::demo_deployment_created_once_the_webhook_injects(
+        &Api::namespaced(client.clone(), &ns),
+    )
+    .await;
     assert!(
-        has_sidecar(&created),
+        crate::support::template_has_sidecar(Some(&created.spec.template)),
         "the Deployment as created carries the sidecar from the mutating webhook"
     );
 

@@ -20,35 +20,11 @@ use stash_testenv::certs::Ca;
 use stash_testenv::{TestEnv, servers, wait_for};
 
 use crate::TIMEOUT;
+use crate::support::{demo_deployment_created_once_the_webhook_injects, template_has_sidecar};
 
 const EXAMPLE: &str = include_str!(
     "../../../stash-api/tests/fixtures/stash-examples/backupconfiguration-deployment.yaml"
 );
-
-fn deployment() -> Deployment {
-    serde_json::from_value(json!({
-        "metadata": {"name": "stash-demo", "labels": {"app": "stash-demo"}},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": "stash-demo"}},
-            "template": {
-                "metadata": {"labels": {"app": "stash-demo"}},
-                "spec": {
-                    "containers": [{"name": "busybox", "image": "busybox",
-                                    "volumeMounts": [{"name": "source-data", "mountPath": "/source/data"}]}],
-                    "volumes": [{"name": "source-data", "configMap": {"name": "stash-sample-data"}}]
-                }
-            }
-        }
-    }))
-    .unwrap()
-}
-
-fn has_sidecar(template: Option<&k8s_openapi::api::core::v1::PodTemplateSpec>) -> bool {
-    template
-        .and_then(|t| t.spec.as_ref())
-        .is_some_and(|s| s.containers.iter().any(|c| c.name == "stash"))
-}
 
 async fn create_invoker(client: &Client, ns: &str) {
     let pp = PostParams::default();
@@ -126,35 +102,9 @@ async fn a_deployment_created_after_its_backup_configuration_is_admitted_with_th
 
     create_invoker(&client, &ns).await;
     let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
-    // The API server picks the configuration up asynchronously and the webhook may still be starting
-    // (failurePolicy Ignore admits silently meanwhile): dry-run until the webhook answers.
-    wait_for(
-        "a dry-run Deployment to come back with the sidecar from the webhook",
-        TIMEOUT,
-        || async {
-            let dry = PostParams {
-                dry_run: true,
-                ..PostParams::default()
-            };
-            let created = deployments
-                .create(&dry, &deployment())
-                .await
-                .map_err(|e| e.to_string())?;
-            if has_sidecar(Some(&created.spec.template)) {
-                Ok(())
-            } else {
-                Err("no sidecar yet".to_owned())
-            }
-        },
-    )
-    .await;
-
-    let created = deployments
-        .create(&PostParams::default(), &deployment())
-        .await
-        .expect("create Deployment stash-demo");
+    let created = demo_deployment_created_once_the_webhook_injects(&deployments).await;
     assert!(
-        has_sidecar(Some(&created.spec.template)),
+        template_has_sidecar(Some(&created.spec.template)),
         "the Deployment as created carries the sidecar"
     );
     let replica_sets = Api::<ReplicaSet>::namespaced(client.clone(), &ns);
@@ -170,7 +120,7 @@ async fn a_deployment_created_after_its_backup_configuration_is_admitted_with_th
     })
     .await;
     assert!(
-        has_sidecar(first.spec.template.as_ref()),
+        template_has_sidecar(first.spec.template.as_ref()),
         "the first ReplicaSet {} already runs the sidecar",
         first.name_any()
     );

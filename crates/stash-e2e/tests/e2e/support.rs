@@ -5,8 +5,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Event, Secret};
+use k8s_openapi::api::core::v1::{Event, PodTemplateSpec, Secret};
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -255,4 +256,65 @@ pub async fn wait_for_warning(
         },
     )
     .await
+}
+
+/// Deployment `stash-demo` of Stash's examples, the target of `backupconfiguration-deployment.yaml`.
+pub fn demo_deployment() -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": "stash-demo", "labels": {"app": "stash-demo"}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "stash-demo"}},
+            "template": {
+                "metadata": {"labels": {"app": "stash-demo"}},
+                "spec": {
+                    "containers": [{"name": "busybox", "image": "busybox",
+                                    "volumeMounts": [{"name": "source-data", "mountPath": "/source/data"}]}],
+                    "volumes": [{"name": "source-data", "configMap": {"name": "stash-sample-data"}}]
+                }
+            }
+        }
+    }))
+    .unwrap()
+}
+
+/// Whether a pod template carries stash's sidecar.
+pub fn template_has_sidecar(template: Option<&PodTemplateSpec>) -> bool {
+    template
+        .and_then(|t| t.spec.as_ref())
+        .is_some_and(|s| s.containers.iter().any(|c| c.name == "stash"))
+}
+
+/// [`demo_deployment`], created once a dry run of it comes back with the sidecar. The API server
+/// picks a webhook configuration up asynchronously (failurePolicy Ignore admits silently
+/// meanwhile), and the webhook decides from its own watch of `BackupConfigurations`, which sees one
+/// just created a moment later (a Deployment admitted in between is patched by the controller
+/// instead, as Stash's is).
+pub async fn demo_deployment_created_once_the_webhook_injects(
+    deployments: &Api<Deployment>,
+) -> Deployment {
+    wait_for(
+        "a dry-run Deployment to come back with the sidecar from the webhook",
+        crate::TIMEOUT,
+        || async {
+            let dry = PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            };
+            let created = deployments
+                .create(&dry, &demo_deployment())
+                .await
+                .map_err(|e| e.to_string())?;
+            if template_has_sidecar(Some(&created.spec.template)) {
+                Ok(())
+            } else {
+                Err("no sidecar yet".to_owned())
+            }
+        },
+    )
+    .await;
+    deployments
+        .create(&PostParams::default(), &demo_deployment())
+        .await
+        .expect("create Deployment stash-demo")
 }
